@@ -1,0 +1,1 @@
+"""A tiny journal application, shipped as Backstop's demo source tree."""

@@ -1,0 +1,103 @@
+import Foundation
+
+/// Small, careful file-system helpers. Backups are 0600 files in 0700 directories.
+public enum FileOps {
+    /// Mode for every file Backstop creates.
+    public static let fileMode: mode_t = 0o600
+    /// Mode for every directory Backstop creates.
+    public static let directoryMode: mode_t = 0o700
+
+    /// Creates `path` and any missing parents with mode 0700.
+    public static func makeDirectory(_ path: String) throws {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir) {
+            if isDir.boolValue { return }
+            throw OperationError("\(path) exists and is not a directory")
+        }
+        let parent = (path as NSString).deletingLastPathComponent
+        if !parent.isEmpty && parent != path { try makeDirectory(parent) }
+        if mkdir(path, directoryMode) != 0 && errno != EEXIST { throw SystemError("mkdir", path) }
+        _ = chmod(path, directoryMode)
+    }
+
+    /// Writes `data` to `path` atomically: a temporary sibling, fsync, rename, fsync of the directory.
+    public static func writeAtomically(_ data: Data, to path: String, mode: mode_t = fileMode) throws {
+        let tmp = path + ".tmp-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw SystemError("create", tmp) }
+        var ok = false
+        defer { if !ok { unlink(tmp) } }
+        try data.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 { if errno == EINTR { continue }; let e = errno; close(fd); throw SystemError("write", tmp, code: e) }
+                offset += n
+            }
+        }
+        if fsync(fd) != 0 { let e = errno; close(fd); throw SystemError("fsync", tmp, code: e) }
+        close(fd)
+        guard Glibc.rename(tmp, path) == 0 else { throw SystemError("rename", path) }
+        ok = true
+        syncDirectory((path as NSString).deletingLastPathComponent)
+    }
+
+    /// fsyncs a directory so a rename inside it survives a crash.
+    public static func syncDirectory(_ path: String) {
+        let fd = open(path.isEmpty ? "." : path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 { fsync(fd); close(fd) }
+    }
+
+    /// Renames atomically and makes the rename durable.
+    public static func rename(_ from: String, to: String) throws {
+        guard Glibc.rename(from, to) == 0 else { throw SystemError("rename \(from) to", to) }
+        syncDirectory((to as NSString).deletingLastPathComponent)
+    }
+
+    /// Removes a file or a whole tree; a missing path is not an error.
+    public static func removeTree(_ path: String) throws {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        // A tree we created 0700 may contain read-only directories (extracted archives); make
+        // them writable so removal cannot half-fail.
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            _ = chmod(path, 0o700)
+            if let children = try? FileManager.default.contentsOfDirectory(atPath: path) {
+                for child in children { try removeTree(path + "/" + child) }
+            }
+            guard rmdir(path) == 0 || errno == ENOENT else { throw SystemError("rmdir", path) }
+        } else {
+            guard unlink(path) == 0 || errno == ENOENT else { throw SystemError("unlink", path) }
+        }
+    }
+
+    /// True if `path` exists (without following a final symlink).
+    public static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+
+    /// True if `path` is a directory (following symlinks).
+    public static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// The size in bytes of a regular file, or nil.
+    public static func size(_ path: String) -> Int64? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return Int64(st.st_size)
+    }
+
+    /// Total apparent size of all regular files under `path`.
+    public static func treeSize(_ path: String) -> Int64 {
+        guard let e = FileManager.default.enumerator(atPath: path) else { return size(path) ?? 0 }
+        var total: Int64 = 0
+        while let rel = e.nextObject() as? String {
+            var st = stat()
+            if lstat(path + "/" + rel, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG { total += Int64(st.st_size) }
+        }
+        return total
+    }
+}

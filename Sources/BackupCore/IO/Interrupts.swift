@@ -1,0 +1,75 @@
+import Foundation
+
+/// What happens on SIGINT or SIGTERM: children are stopped, partial output is removed, the
+/// lock is released (by exiting) and the process exits 130 or 143.
+///
+/// The engine registers every child process and every staging path while it works.
+public final class Interrupts: @unchecked Sendable {
+    /// The process-wide instance.
+    public static let shared = Interrupts()
+
+    private let lock = NSLock()
+    private var children: Set<pid_t> = []
+    private var partialPaths: [String] = []
+    private var sources: [DispatchSourceSignal] = []
+    private var onInterrupt: [@Sendable (Int32) -> Void] = []
+
+    /// Installs the handlers once. Safe to call more than once.
+    public func install() {
+        lock.lock(); defer { lock.unlock() }
+        guard sources.isEmpty else { return }
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { [self] in handle(sig) }
+            source.resume()
+            sources.append(source)
+        }
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// Adds a closure run (before exit) when a signal arrives, e.g. to log the interruption.
+    public func onSignal(_ action: @escaping @Sendable (Int32) -> Void) {
+        lock.lock(); onInterrupt.append(action); lock.unlock()
+    }
+
+    func spawning<T>(_ body: () -> T) -> T {
+        lock.lock(); defer { lock.unlock() }
+        return body()
+    }
+
+    func register(child pid: pid_t) { children.insert(pid) }
+
+    func unregister(child pid: pid_t) {
+        lock.lock(); children.remove(pid); lock.unlock()
+    }
+
+    /// Marks `path` as partial output to delete if the run is interrupted.
+    public func registerPartial(_ path: String) {
+        lock.lock(); partialPaths.append(path); lock.unlock()
+    }
+
+    /// Unmarks `path` once it is complete (or already removed).
+    public func unregisterPartial(_ path: String) {
+        lock.lock(); partialPaths.removeAll { $0 == path }; lock.unlock()
+    }
+
+    private func handle(_ sig: Int32) {
+        lock.lock()
+        let kids = children
+        let partial = partialPaths
+        let actions = onInterrupt
+        lock.unlock()
+        for pid in kids { kill(-pid, SIGTERM) }
+        let deadline = Date().addingTimeInterval(5)
+        for pid in kids {
+            while kill(pid, 0) == 0 && Date() < deadline { usleep(20_000) }
+            kill(-pid, SIGKILL)
+        }
+        for path in partial { try? FileOps.removeTree(path) }
+        for action in actions { action(sig) }
+        let name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP"
+        FileHandle.standardError.write(Data("backstop: interrupted by \(name); stopped children and removed partial output\n".utf8))
+        exit(sig == SIGINT ? ExitStatus.interrupted.rawValue : sig == SIGTERM ? ExitStatus.terminated.rawValue : 129)
+    }
+}

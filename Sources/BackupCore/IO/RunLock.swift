@@ -1,0 +1,38 @@
+import Foundation
+
+/// An exclusive flock on a file in the backup directory. The kernel drops it when the holder
+/// dies, so a lock left by a dead process never blocks. The file keeps the holder's PID for
+/// the message a second run prints.
+public final class RunLock {
+    /// The lock file.
+    public let path: String
+    private var fd: Int32 = -1
+
+    /// Takes the lock at `path` without waiting, or throws `LockHeldError`.
+    public init(path: String) throws {
+        self.path = path
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, FileOps.fileMode)
+        guard fd >= 0 else { throw SystemError("open lock file", path) }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            close(fd)
+            fd = -1
+            throw LockHeldError(path: path, holder: holder.isEmpty ? "holder unknown" : holder)
+        }
+        let note = "pid \(getpid()) since \(Format.iso8601(Date()))\n"
+        _ = ftruncate(fd, 0)
+        _ = note.withCString { pwrite(fd, $0, strlen($0), 0) }
+    }
+
+    /// Releases the lock.
+    public func release() {
+        guard fd >= 0 else { return }
+        _ = ftruncate(fd, 0)
+        flock(fd, LOCK_UN)
+        close(fd)
+        fd = -1
+    }
+
+    deinit { release() }
+}

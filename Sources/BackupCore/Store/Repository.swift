@@ -1,0 +1,162 @@
+import Foundation
+
+/// A set that was found on disk, complete (has a manifest) or not.
+public struct StoredSet: Sendable {
+    /// The set directory (absolute).
+    public let directory: String
+    /// The tier folder it is in.
+    public let tier: String
+    /// The directory name: the set ID.
+    public let id: String
+    /// The manifest, nil if the set is incomplete.
+    public let manifest: SetManifest?
+    /// Why the manifest could not be read, if it exists but is broken.
+    public let problem: String?
+}
+
+/// The backup directory: tiers of sets, a lock file, logs and pre-restore safety copies.
+///
+/// ```
+/// BACKUP_DIR/
+///   .backstop.lock
+///   logs/backup-YYYY-MM-DD.log
+///   daily/20240708_020000/manifest.json      <- written last
+///   daily/20240708_020000/db/journal.db.gz   (+ .sha256 sidecar)
+///   daily/.20240709_020000.partial/          <- a run in progress (or a crashed one)
+///   pre-restore/                             <- safety copies taken before restores
+/// ```
+public struct Repository: Sendable {
+    /// The backup directory (absolute).
+    public let root: String
+
+    /// Opens the repository at `root`; nothing is created until a run needs it.
+    public init(root: String) { self.root = root }
+
+    /// The lock file path.
+    public var lockPath: String { root + "/.backstop.lock" }
+    /// The log directory.
+    public var logDirectory: String { root + "/logs" }
+    /// Where restores keep their safety copies.
+    public var safetyDirectory: String { root + "/pre-restore" }
+
+    static let reserved: Set<String> = ["logs", "pre-restore", "state"]
+
+    /// A valid tier name: lowercase letters, digits and dashes, not a reserved folder.
+    public static func isValidTier(_ tier: String) -> Bool {
+        !tier.isEmpty && !reserved.contains(tier) && tier.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }
+    }
+
+    /// Creates the root (0700) if missing.
+    public func prepare() throws {
+        try FileOps.makeDirectory(root)
+    }
+
+    /// Every set on disk, newest first; incomplete ones included (with `manifest == nil`).
+    public func allSets() -> [StoredSet] {
+        guard let tiers = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [] }
+        var result: [StoredSet] = []
+        for tier in tiers where Repository.isValidTier(tier) && FileOps.isDirectory(root + "/" + tier) {
+            let tierDir = root + "/" + tier
+            for id in (try? FileManager.default.contentsOfDirectory(atPath: tierDir)) ?? [] where !id.hasPrefix(".") {
+                let dir = tierDir + "/" + id
+                guard FileOps.isDirectory(dir) else { continue }
+                let (manifest, problem) = Repository.readManifest(dir)
+                result.append(StoredSet(directory: dir, tier: tier, id: id, manifest: manifest, problem: problem))
+            }
+        }
+        return result.sorted { ($0.id, $0.tier) > ($1.id, $1.tier) }
+    }
+
+    /// Complete sets only, newest first.
+    public func completeSets() -> [StoredSet] { allSets().filter { $0.manifest != nil } }
+
+    static func readManifest(_ dir: String) -> (SetManifest?, String?) {
+        let path = dir + "/" + SetManifest.fileName
+        guard let data = FileManager.default.contents(atPath: path) else { return (nil, nil) }
+        do {
+            let m = try BackstopJSON.decoder().decode(SetManifest.self, from: data)
+            guard m.format == SetManifest.currentFormat else { return (nil, "unknown manifest format \(m.format)") }
+            return (m, nil)
+        } catch {
+            return (nil, "unreadable manifest: \(error)")
+        }
+    }
+
+    /// Finds a set by ID (`latest` means the newest complete set), optionally within one tier.
+    public func find(_ id: String, tier: String? = nil) throws -> StoredSet {
+        let sets = completeSets().filter { tier == nil || $0.tier == tier }
+        if id == "latest" {
+            guard let s = sets.first else { throw OperationError("no complete backup in \(root)") }
+            return s
+        }
+        let matches = sets.filter { $0.id == id || "\($0.tier)/\($0.id)" == id }
+        if matches.count == 1 { return matches[0] }
+        if matches.count > 1 {
+            throw UsageError("backup \(id) exists in several tiers (\(matches.map(\.tier).joined(separator: ", "))); name it as TIER/\(id)")
+        }
+        if allSets().contains(where: { $0.id == id && $0.manifest == nil }) {
+            throw OperationError("backup \(id) is incomplete (it has no manifest) and cannot be used")
+        }
+        throw UsageError("no backup named \(id) in \(root); see the list command")
+    }
+
+    /// The newest set in which `target` succeeded, with its record.
+    public func latestGood(target: String, before id: String? = nil) -> (StoredSet, TargetRecord)? {
+        for s in completeSets() {
+            if let id, s.id >= id { continue }
+            if let r = s.manifest?.record(for: target), r.status == .ok { return (s, r) }
+        }
+        return nil
+    }
+
+    /// Removes staging folders and sets without a manifest, left by crashed or killed runs.
+    /// Call only while holding the lock. Returns what was removed.
+    public func removeIncomplete() throws -> [String] {
+        var removed: [String] = []
+        guard let tiers = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [] }
+        for tier in tiers where Repository.isValidTier(tier) && FileOps.isDirectory(root + "/" + tier) {
+            let tierDir = root + "/" + tier
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: tierDir)) ?? [] {
+                let path = tierDir + "/" + name
+                let stale = (name.hasPrefix(".") && name.hasSuffix(".partial"))
+                    || (!name.hasPrefix(".") && FileOps.isDirectory(path) && !FileOps.exists(path + "/" + SetManifest.fileName))
+                if stale {
+                    try FileOps.removeTree(path)
+                    removed.append(path)
+                }
+            }
+        }
+        return removed
+    }
+
+    /// A new, unused set ID for `date` in `tier`.
+    public func newSetID(at date: Date, tier: String) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.dateFormat = "yyyyMMdd_HHmmss"
+        let base = f.string(from: date)
+        var id = base
+        var n = 2
+        let existing = Set(allSets().map(\.id))
+        while existing.contains(id) || FileOps.exists("\(root)/\(tier)/.\(id).partial") {
+            id = "\(base)_\(n)"
+            n += 1
+        }
+        return id
+    }
+
+    /// Writes `manifest` into `directory` atomically (temp file, fsync, rename, fsync dir).
+    public func writeManifest(_ manifest: SetManifest, in directory: String) throws {
+        let data = try BackstopJSON.encoder().encode(manifest)
+        try FileOps.writeAtomically(data, to: directory + "/" + SetManifest.fileName)
+    }
+
+    /// Deletes a set: the manifest first, so a crash midway leaves an incomplete set that the
+    /// next run cleans up, never a set that looks complete but is missing files.
+    public func delete(_ set: StoredSet) throws {
+        let manifest = set.directory + "/" + SetManifest.fileName
+        if unlink(manifest) != 0 && errno != ENOENT { throw SystemError("unlink", manifest) }
+        FileOps.syncDirectory(set.directory)
+        try FileOps.removeTree(set.directory)
+    }
+}

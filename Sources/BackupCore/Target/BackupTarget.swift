@@ -1,0 +1,272 @@
+import Foundation
+import Logging
+
+/// A source of data Backstop can back up, verify and restore.
+///
+/// Implementations are values built from config, one file per kind (like swift-log's
+/// `LogHandler`s). The engine calls every target through these verbs without knowing its
+/// kind; what a target needs to find its data again goes into its `TargetRecord`.
+public protocol BackupTarget: Sendable {
+    /// The configured name, unique in a deployment, e.g. `db`, `codebase`.
+    var name: String { get }
+    /// The kind, e.g. `sqlite`, `archive`. Stored in manifests.
+    var kind: String { get }
+    /// One line saying what this target backs up, for plans and dry runs.
+    var summary: String { get }
+
+    /// Checks what is missing or misconfigured before any work. Must not write anything.
+    func preflight(_ context: PreflightContext) -> [Finding]
+
+    /// Writes the backup into `context.directory` (a staging folder that exists and is empty)
+    /// and returns what it produced. Artifacts must be written with `context.createArtifact`
+    /// so they are hashed while they stream.
+    func backup(_ context: BackupContext) throws -> TargetOutput
+
+    /// Checks a stored backup. The default checks every artifact's size and checksum; targets
+    /// add content checks with `context.checkArtifacts(_:content:)`.
+    func verify(_ record: TargetRecord, context: VerifyContext) -> [Finding]
+
+    /// Restores a stored backup, taking a safety copy of whatever it would overwrite first and
+    /// rolling back if it fails. With `context.options.dryRun` it only says what it would do.
+    func restore(_ record: TargetRecord, context: RestoreContext) throws -> RestoreReport
+
+    /// Called after the set holding this target's backup has been committed (renamed into place
+    /// and its manifest written), e.g. to move a `latest` link. Default: nothing.
+    func didCommit(_ record: TargetRecord, setDirectory: String, context: BackupContext) throws
+}
+
+extension BackupTarget {
+    public func verify(_ record: TargetRecord, context: VerifyContext) -> [Finding] {
+        context.checkArtifacts(record) { _, _ in }
+    }
+
+    public func didCommit(_ record: TargetRecord, setDirectory: String, context: BackupContext) throws {}
+}
+
+/// One problem or observation from preflight or verify.
+public struct Finding: Codable, Sendable, Equatable, CustomStringConvertible {
+    /// How serious it is.
+    public enum Severity: String, Codable, Sendable, Comparable {
+        case info, warning, error
+        public static func < (a: Severity, b: Severity) -> Bool {
+            let order: [Severity] = [.info, .warning, .error]
+            return order.firstIndex(of: a)! < order.firstIndex(of: b)!
+        }
+    }
+    /// How serious it is.
+    public var severity: Severity
+    /// The target it concerns.
+    public var target: String
+    /// One line.
+    public var message: String
+
+    /// Creates a finding.
+    public init(_ severity: Severity, target: String, _ message: String) {
+        self.severity = severity
+        self.target = target
+        self.message = message
+    }
+
+    public var description: String { "\(severity.rawValue): [\(target)] \(message)" }
+}
+
+/// What a target's backup produced, before the engine adds it to the manifest.
+public struct TargetOutput: Sendable {
+    /// The files, with paths relative to the target's directory.
+    public var artifacts: [Artifact] = []
+    /// Non-fatal problems.
+    public var warnings: [String] = []
+    /// Facts about the source.
+    public var facts: [String: JSONValue] = [:]
+    /// Versions of the tools used.
+    public var toolVersions: [String: String] = [:]
+
+    /// An empty output to fill in.
+    public init() {}
+}
+
+/// What preflight gets.
+public struct PreflightContext: Sendable {
+    /// The logger.
+    public let logger: Logger
+    /// Creates a preflight context.
+    public init(logger: Logger) { self.logger = logger }
+}
+
+/// What a backup gets: where to write, the previous good backup of the same target, a logger.
+public struct BackupContext: Sendable {
+    /// The set being made.
+    public let setID: String
+    /// The staging folder for this target's files (absolute, exists, 0700).
+    public let directory: String
+    /// The newest earlier good backup of this target (its record and absolute target folder).
+    public let previous: (record: TargetRecord, directory: String)?
+    /// The logger (tagged with the target).
+    public let logger: Logger
+    /// Whether a progress line may be drawn.
+    public let showProgress: Bool
+    /// The repository, for targets that keep state beside their sets (e.g. a `latest` link).
+    public let repository: Repository
+
+    /// Creates a backup context.
+    public init(setID: String, directory: String, previous: (record: TargetRecord, directory: String)?,
+                logger: Logger, showProgress: Bool, repository: Repository) {
+        self.setID = setID
+        self.directory = directory
+        self.previous = previous
+        self.logger = logger
+        self.showProgress = showProgress
+        self.repository = repository
+    }
+
+    /// Creates `name` (0600, exclusive) in the target's folder, hashing whatever is written.
+    public func createArtifact(_ name: String, label: String? = nil, expectedBytes: Int64? = nil) throws -> HashingFileWriter {
+        let progress = showProgress ? Progress(label: label ?? name, total: expectedBytes) : nil
+        return try HashingFileWriter(path: directory + "/" + name, progress: progress)
+    }
+}
+
+/// What verify gets.
+public struct VerifyContext: Sendable {
+    /// The complete set directory.
+    public let setDirectory: String
+    /// Whether to do the expensive checks too (e.g. re-hash every file of a tree).
+    public let deep: Bool
+    /// The logger.
+    public let logger: Logger
+    /// Whether a progress line may be drawn.
+    public let showProgress: Bool
+
+    /// Creates a verify context.
+    public init(setDirectory: String, deep: Bool, logger: Logger, showProgress: Bool) {
+        self.setDirectory = setDirectory
+        self.deep = deep
+        self.logger = logger
+        self.showProgress = showProgress
+    }
+
+    /// Checks every artifact of `record`: present, right size, right SHA-256. `content` may read
+    /// from the reader (e.g. through libarchive) to check the content in the same pass; whatever
+    /// it leaves unread is read afterwards so the checksum always covers the whole file.
+    public func checkArtifacts(_ record: TargetRecord,
+                               content: (Artifact, HashingFileReader) throws -> Void) -> [Finding] {
+        var findings: [Finding] = []
+        for artifact in record.artifacts {
+            let path = setDirectory + "/" + artifact.path
+            guard let size = FileOps.size(path) else {
+                findings.append(Finding(.error, target: record.name, "\(artifact.path): missing"))
+                continue
+            }
+            if size != artifact.bytes {
+                findings.append(Finding(.error, target: record.name, "\(artifact.path): size \(size) bytes, manifest says \(artifact.bytes)"))
+                continue
+            }
+            do {
+                let progress = showProgress ? Progress(label: "verify \(artifact.path)", total: size) : nil
+                let reader = try HashingFileReader(path: path, progress: progress)
+                defer { reader.close(); progress?.finish() }
+                var contentError: Error?
+                do { try content(artifact, reader) } catch { contentError = error }
+                try reader.drain()
+                if reader.hexDigest() != artifact.sha256 {
+                    findings.append(Finding(.error, target: record.name, "\(artifact.path): checksum mismatch (SHA-256 \(reader.hexDigest()), manifest says \(artifact.sha256))"))
+                } else if let contentError {
+                    findings.append(Finding(.error, target: record.name, "\(artifact.path): \(contentError)"))
+                }
+            } catch {
+                findings.append(Finding(.error, target: record.name, "\(artifact.path): \(error)"))
+            }
+        }
+        return findings
+    }
+}
+
+/// How the user asked for a restore.
+public struct RestoreOptions: Sendable {
+    /// Restore somewhere else than the original location (a directory, or a file path for
+    /// single-file targets).
+    public var destination: String?
+    /// Only say what would happen.
+    public var dryRun: Bool
+    /// Overwrite even where the target would normally refuse.
+    public var force: Bool
+    /// Restore only these relative path prefixes, where the target supports it.
+    public var paths: [String]
+
+    /// Creates restore options.
+    public init(destination: String? = nil, dryRun: Bool = false, force: Bool = false, paths: [String] = []) {
+        self.destination = destination
+        self.dryRun = dryRun
+        self.force = force
+        self.paths = paths
+    }
+}
+
+/// What restore gets.
+public struct RestoreContext: Sendable {
+    /// The complete set directory holding the backup.
+    public let setDirectory: String
+    /// The set's ID.
+    public let setID: String
+    /// Where to put safety copies (created on demand, 0700).
+    public let safetyDirectory: String
+    /// The user's options.
+    public let options: RestoreOptions
+    /// The logger.
+    public let logger: Logger
+    /// Whether a progress line may be drawn.
+    public let showProgress: Bool
+
+    /// Creates a restore context.
+    public init(setDirectory: String, setID: String, safetyDirectory: String, options: RestoreOptions,
+                logger: Logger, showProgress: Bool) {
+        self.setDirectory = setDirectory
+        self.setID = setID
+        self.safetyDirectory = safetyDirectory
+        self.options = options
+        self.logger = logger
+        self.showProgress = showProgress
+    }
+
+    /// A fresh path for a safety copy named after the target and the time.
+    public func safetyPath(target: String, suffix: String) throws -> String {
+        try FileOps.makeDirectory(safetyDirectory)
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.dateFormat = "yyyyMMdd_HHmmss"
+        var path = "\(safetyDirectory)/\(target)-\(f.string(from: Date()))\(suffix)"
+        var n = 2
+        while FileOps.exists(path) {
+            path = "\(safetyDirectory)/\(target)-\(f.string(from: Date()))_\(n)\(suffix)"
+            n += 1
+        }
+        return path
+    }
+}
+
+/// What a restore did, printed as the restore report.
+public struct RestoreReport: Codable, Sendable {
+    /// The target restored.
+    public var target: String
+    /// Where the data went.
+    public var destination: String
+    /// The safety copy of what was there before, if anything was.
+    public var safetyCopy: String?
+    /// Whether this was only a plan.
+    public var dryRun: Bool
+    /// Lines describing what happened (or would happen).
+    public var lines: [String]
+    /// Numbers worth showing: files, bytes, rows, seconds.
+    public var facts: [String: JSONValue]
+
+    /// Creates a report.
+    public init(target: String, destination: String, safetyCopy: String? = nil, dryRun: Bool,
+                lines: [String] = [], facts: [String: JSONValue] = [:]) {
+        self.target = target
+        self.destination = destination
+        self.safetyCopy = safetyCopy
+        self.dryRun = dryRun
+        self.lines = lines
+        self.facts = facts
+    }
+}

@@ -1,0 +1,62 @@
+import ArgumentParser
+import BackupCore
+import Foundation
+
+/// `backup`: runs the configured targets into a new set.
+struct BackupCommand<F: Frontend>: ParsableCommand {
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: "backup", abstract: "Back up the configured targets into a new set.")
+    }
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var extra: F.BackupFlags
+
+    @Option(name: .long, parsing: .upToNextOption, help: "Back up only these targets.")
+    var only: [String] = []
+
+    @Option(name: .long, help: "The tier (folder) for the new set: daily, weekly, monthly or your own.")
+    var tier: String = "daily"
+
+    @Flag(name: .long, help: "Check config and sources and show what would be backed up; write nothing.")
+    var dryRun = false
+
+    @Flag(name: .long, help: "Print the run summary as JSON on stdout.")
+    var json = false
+
+    func run() throws {
+        let session = try Session<F>(global, logToFile: !dryRun)
+        let selection = only + F.selection(extra)
+        let summary = try session.engine.backup(only: selection, tier: tier, dryRun: dryRun)
+        if json { try printJSON(summary) }
+        if !summary.succeeded { throw CommandFailed(status: .failure) }
+    }
+}
+
+/// `check`: preflight only.
+struct CheckCommand<F: Frontend>: ParsableCommand {
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: "check", abstract: "Check config and every source without backing up.")
+    }
+
+    @OptionGroup var global: GlobalOptions
+
+    @Flag(name: .long, help: "Print findings as JSON.")
+    var json = false
+
+    func run() throws {
+        let session = try Session<F>(global, logToFile: false)
+        let context = PreflightContext(logger: session.engine.logger)
+        var findings: [Finding] = []
+        for target in session.deployment.targets {
+            let found = target.preflight(context)
+            findings += found
+            if !json {
+                let worst = found.map(\.severity).max()
+                print("\(worst == .error ? "FAIL" : worst == .warning ? "WARN" : "ok  ")  \(target.name): \(target.summary)")
+                for f in found { print("      \(f.severity.rawValue): \(f.message)") }
+            }
+        }
+        if json { try printJSON(findings) }
+        if findings.contains(where: { $0.severity == .error }) { throw CommandFailed(status: .failure) }
+    }
+}

@@ -1,0 +1,42 @@
+import ArgumentParser
+import BackupCore
+import Foundation
+
+/// What an executable contributes on top of the shared command tree: its name, how its
+/// targets are composed from config, and any flags of its own.
+public protocol Frontend {
+    /// Extra flags of the `backup` command (e.g. journal's `--db-only`).
+    associatedtype BackupFlags: ParsableArguments
+
+    /// The executable's name.
+    static var commandName: String { get }
+    /// One line for `--help`.
+    static var abstract: String { get }
+    /// The config keys, for `--help`.
+    static var configHelp: String { get }
+
+    /// Builds the deployment (backup directory and targets) from config.
+    static func deployment(config: Config) throws -> Deployment
+
+    /// The targets the extra backup flags select (empty: no restriction).
+    static func selection(_ flags: BackupFlags) -> [String]
+}
+
+/// A deployment: where backups go and what is backed up.
+public struct Deployment: Sendable {
+    /// The backup directory.
+    public var backupDirectory: String
+    /// The targets, in run order.
+    public var targets: [any BackupTarget]
+
+    /// Creates a deployment.
+    public init(backupDirectory: String, targets: [any BackupTarget]) {
+        self.backupDirectory = backupDirectory
+        self.targets = targets
+    }
+}
+
+/// Backup flags for executables that add none.
+public struct NoFlags: ParsableArguments {
+    public init() {}
+}

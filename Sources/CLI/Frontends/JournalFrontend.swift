@@ -1,0 +1,66 @@
+import ArgumentParser
+import BackupCore
+import Foundation
+import Targets
+
+/// `journal-backup --db-only` / `--code-only`, as the journal scripts spell them.
+public struct JournalBackupFlags: ParsableArguments {
+    @Flag(name: .long, help: "Back up the database only.")
+    var dbOnly = false
+
+    @Flag(name: .long, help: "Back up the codebase only.")
+    var codeOnly = false
+
+    public init() {}
+
+    public func validate() throws {
+        if dbOnly && codeOnly { throw ValidationError("--db-only and --code-only exclude each other") }
+    }
+}
+
+/// The journal application's backups (seed document 002): the database (SQLite or
+/// PostgreSQL) and a codebase tarball without `.git`, with the git commit and branch recorded.
+public enum JournalFrontend: Frontend {
+    public typealias BackupFlags = JournalBackupFlags
+    public static let commandName = "journal-backup"
+    public static let abstract = "Back up the journal application: its database and its codebase."
+    public static let configHelp = """
+    Config keys (in --config FILE, default ./.env; environment variables override):
+      BACKUP_DIR          where backups go (default: backups/ beside the config file)
+      DATABASE_TYPE       sqlite (PostgreSQL is planned)
+      SQLITE_PATH         the SQLite database file (required for sqlite)
+      CODEBASE_DIR        the application's source tree (default: the config file's directory)
+      CODEBASE_EXCLUDE    extra globs to leave out (.git, __pycache__, *.pyc, node_modules,
+                          .venv and the backup directory are always left out)
+      CODEBASE_COMPRESSION  gzip (default) or zstd
+    Targets: db, codebase. Tiers: backup --tier daily|weekly|monthly.
+    """
+
+    /// Globs the codebase tarball always leaves out.
+    public static let defaultExcludes = [".git", "__pycache__", "*.pyc", "node_modules", ".venv"]
+
+    public static func deployment(config: Config) throws -> Deployment {
+        let backupDir = try config.path("BACKUP_DIR") ?? config.resolve("backups")
+        var targets: [any BackupTarget] = []
+        let dbType = try config.choice("DATABASE_TYPE", ["sqlite", "postgresql"], default: "sqlite")
+        switch dbType {
+        case "sqlite":
+            targets.append(SQLiteTarget(name: "db", path: try config.requirePath("SQLITE_PATH")))
+        default:
+            throw ConfigError.invalidValue(key: "DATABASE_TYPE", file: config.file, value: dbType,
+                                           expected: "sqlite (PostgreSQL support is not in this build yet)")
+        }
+        let codebase = try config.path("CODEBASE_DIR") ?? config.resolve(".")
+        var exclude = defaultExcludes + config.list("CODEBASE_EXCLUDE")
+        if backupDir.hasPrefix(codebase + "/") { exclude.append(String(backupDir.dropFirst(codebase.count + 1))) }
+        let compressionName = try config.choice("CODEBASE_COMPRESSION", ["gzip", "zstd"], default: "gzip")
+        targets.append(ArchiveTarget(name: "codebase", paths: [codebase], base: codebase, exclude: exclude,
+                                     compression: Compression.parse(compressionName, level: nil,
+                                                                    threads: ProcessInfo.processInfo.activeProcessorCount)!))
+        return Deployment(backupDirectory: backupDir, targets: targets)
+    }
+
+    public static func selection(_ flags: JournalBackupFlags) -> [String] {
+        flags.dbOnly ? ["db"] : flags.codeOnly ? ["codebase"] : []
+    }
+}

@@ -1,0 +1,75 @@
+import ArgumentParser
+import BackupCore
+import Foundation
+
+/// One row of `list`.
+struct ListRow: Codable {
+    var id: String
+    var tier: String
+    var status: String
+    var createdAt: Date?
+    var targets: [String]
+    var failedTargets: [String]
+    var bytes: Int64?
+    var directory: String
+}
+
+/// `list`: the sets, newest first.
+struct ListCommand<F: Frontend>: ParsableCommand {
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: "list", abstract: "List backups, newest first.")
+    }
+
+    @OptionGroup var global: GlobalOptions
+
+    @Flag(name: .long, help: "Show each backup's size on disk.")
+    var size = false
+
+    @Option(name: .long, help: "Only this tier.")
+    var tier: String?
+
+    @Flag(name: .long, help: "Print as JSON.")
+    var json = false
+
+    func run() throws {
+        let session = try Session<F>(global, logToFile: false)
+        let sets = session.engine.repository.allSets().filter { tier == nil || $0.tier == tier }
+        let rows = sets.map { s -> ListRow in
+            let m = s.manifest
+            return ListRow(id: s.id, tier: s.tier, status: m?.status.rawValue ?? "incomplete", createdAt: m?.startedAt,
+                           targets: m?.targets.filter { $0.status == .ok }.map(\.name) ?? [],
+                           failedTargets: m?.targets.filter { $0.status == .failed }.map(\.name) ?? [],
+                           bytes: size ? FileOps.treeSize(s.directory) : nil, directory: s.directory)
+        }
+        if json { return try printJSON(rows) }
+        if rows.isEmpty {
+            print("no backups in \(session.deployment.backupDirectory)")
+            return
+        }
+        let f = DateFormatter()
+        f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        var table = [["ID", "TIER", "CREATED", "STATUS", "TARGETS"] + (size ? ["SIZE"] : [])]
+        for r in rows {
+            var targets = r.targets.joined(separator: ",")
+            if !r.failedTargets.isEmpty { targets += " (failed: \(r.failedTargets.joined(separator: ",")))" }
+            table.append([r.id, r.tier, r.createdAt.map { f.string(from: $0) } ?? "-", r.status, targets.isEmpty ? "-" : targets]
+                         + (size ? [Format.bytes(r.bytes ?? 0)] : []))
+        }
+        printTable(table)
+        if size { print("total: \(Format.bytes(rows.reduce(0) { $0 + ($1.bytes ?? 0) })) in \(rows.count) backup(s)") }
+        if rows.contains(where: { $0.status == "incomplete" }) {
+            print("incomplete backups have no manifest (a crashed or running backup); the next backup run removes them")
+        }
+    }
+}
+
+/// Prints rows as left-aligned columns.
+func printTable(_ rows: [[String]]) {
+    guard let first = rows.first else { return }
+    var widths = Array(repeating: 0, count: first.count)
+    for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
+    for r in rows {
+        print(r.enumerated().map { i, c in i == r.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+            .joined(separator: "  "))
+    }
+}

@@ -1,0 +1,49 @@
+import ArgumentParser
+import BackupCore
+import Foundation
+
+/// The shared command tree, mounted by each executable with its `Frontend`.
+public struct RootCommand<F: Frontend>: ParsableCommand {
+    public static var configuration: CommandConfiguration {
+        CommandConfiguration(
+            commandName: F.commandName,
+            abstract: F.abstract,
+            discussion: """
+            \(F.configHelp)
+
+            Exit codes: 0 success; 1 a target, verification or restore failed; 2 bad usage or \
+            config; 3 another run holds the lock; 130/143 interrupted by SIGINT/SIGTERM.
+            """,
+            version: backstopVersion,
+            subcommands: [
+                BackupCommand<F>.self, ListCommand<F>.self, VerifyCommand<F>.self, RestoreCommand<F>.self,
+                RemoveCommand<F>.self, StatsCommand<F>.self, CheckCommand<F>.self,
+            ]
+        )
+    }
+
+    public init() {}
+
+    /// Parses the command line, runs the command, and exits with the documented code.
+    /// Errors become one line on stderr, never a stack trace.
+    public static func runMain(arguments: [String]? = nil) -> Never {
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+            Glibc.exit(ExitStatus.success.rawValue)
+        } catch let failed as CommandFailed {
+            Glibc.exit(failed.status.rawValue)
+        } catch let error as UserFacingError {
+            FileHandle.standardError.write(Data("\(F.commandName): error: \(error.message)\n".utf8))
+            Glibc.exit(error.exitStatus.rawValue)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                print(fullMessage(for: error))
+                Glibc.exit(0)
+            }
+            FileHandle.standardError.write(Data("\(F.commandName): \(fullMessage(for: error))\n".utf8))
+            Glibc.exit(code == .failure ? ExitStatus.failure.rawValue : ExitStatus.usage.rawValue)
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import ArgumentParser
+import BackupCore
+import Foundation
+
+/// The numbers `stats` shows.
+struct Stats: Codable {
+    struct TargetStats: Codable {
+        var name: String
+        var kind: String
+        var lastGoodBackup: String?
+        var lastGoodAt: Date?
+        var lastGoodAgeHours: Double?
+        var lastGoodBytes: Int64?
+        var lastFailure: String?
+        var lastFailureAt: Date?
+        var facts: [String: JSONValue]
+    }
+    var backupDirectory: String
+    var backups: Int
+    var incomplete: Int
+    var perTier: [String: Int]
+    var totalBytes: Int64
+    var oldest: String?
+    var newest: String?
+    var diskFreeBytes: Int64?
+    var targets: [TargetStats]
+}
+
+/// `stats`: counts, sizes, and each target's last good backup.
+struct StatsCommand<F: Frontend>: ParsableCommand {
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: "stats", abstract: "Show backup counts, sizes and each target's last good backup.")
+    }
+
+    @OptionGroup var global: GlobalOptions
+
+    @Flag(name: .long, help: "Print as JSON.")
+    var json = false
+
+    func run() throws {
+        let session = try Session<F>(global, logToFile: false)
+        let repo = session.engine.repository
+        let all = repo.allSets()
+        let complete = all.filter { $0.manifest != nil }
+        var perTier: [String: Int] = [:]
+        for s in complete { perTier[s.tier, default: 0] += 1 }
+        var fs = statvfs()
+        let free: Int64? = statvfs(repo.root, &fs) == 0 ? Int64(fs.f_bavail) * Int64(fs.f_frsize) : nil
+        let targets = session.deployment.targets.map { t -> Stats.TargetStats in
+            let good = repo.latestGood(target: t.name)
+            let failure = complete.first { $0.manifest?.record(for: t.name)?.status == .failed }
+            return Stats.TargetStats(name: t.name, kind: t.kind, lastGoodBackup: good?.0.id, lastGoodAt: good?.1.finishedAt,
+                                     lastGoodAgeHours: good.map { Date().timeIntervalSince($0.1.finishedAt) / 3600 },
+                                     lastGoodBytes: good?.1.bytes,
+                                     lastFailure: failure?.manifest?.record(for: t.name)?.error,
+                                     lastFailureAt: failure?.manifest?.record(for: t.name)?.finishedAt,
+                                     facts: good?.1.facts.filter { !["members", "tables"].contains($0.key) } ?? [:])
+        }
+        let stats = Stats(backupDirectory: repo.root, backups: complete.count, incomplete: all.count - complete.count,
+                          perTier: perTier, totalBytes: complete.reduce(0) { $0 + $1.manifest!.bytes },
+                          oldest: complete.last?.id, newest: complete.first?.id, diskFreeBytes: free, targets: targets)
+        if json { return try printJSON(stats) }
+        print("backup directory: \(stats.backupDirectory)")
+        print("backups: \(stats.backups) (\(perTier.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")))"
+              + (stats.incomplete > 0 ? ", \(stats.incomplete) incomplete" : ""))
+        print("total size: \(Format.bytes(stats.totalBytes))" + (free.map { ", disk free: \(Format.bytes($0))" } ?? ""))
+        if let o = stats.oldest, let n = stats.newest { print("oldest: \(o), newest: \(n)") }
+        for t in targets {
+            if let id = t.lastGoodBackup, let age = t.lastGoodAgeHours {
+                print("target \(t.name) (\(t.kind)): last good backup \(id), \(String(format: "%.1f", age)) h ago, \(Format.bytes(t.lastGoodBytes ?? 0))")
+            } else {
+                print("target \(t.name) (\(t.kind)): no good backup yet")
+            }
+            if let err = t.lastFailure { print("  last failure: \(err)") }
+            if let git = t.facts["git"]?.objectValue {
+                print("  git: \(git["branch"]?.stringValue ?? "?") @ \(git["commit"]?.stringValue?.prefix(12) ?? "?")")
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+import ArgumentParser
+import BackupCore
+import Foundation
+
+/// `verify`: checksums, full archive reads, database integrity checks.
+struct VerifyCommand<F: Frontend>: ParsableCommand {
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: "verify",
+                             abstract: "Verify backups: checksums, a full read of every archive, database integrity.")
+    }
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The backup ID to verify (default: the newest).")
+    var backup: String?
+
+    @Option(name: .long, help: "Same as BACKUP (the journal scripts' spelling).")
+    var timestamp: String?
+
+    @Flag(name: .long, help: "Verify every backup.")
+    var all = false
+
+    @Option(name: .long, parsing: .upToNextOption, help: "Verify only these targets.")
+    var only: [String] = []
+
+    @Flag(name: .long, help: "Also do the expensive checks some targets offer.")
+    var deep = false
+
+    @Flag(name: .long, help: "Print results as JSON.")
+    var json = false
+
+    func validate() throws {
+        if backup != nil && timestamp != nil { throw ValidationError("give the backup either as an argument or with --timestamp, not both") }
+        if all && (backup != nil || timestamp != nil) { throw ValidationError("--all verifies every backup; do not name one too") }
+    }
+
+    func run() throws {
+        let session = try Session<F>(global, logToFile: false)
+        let repo = session.engine.repository
+        let sets: [StoredSet] = all ? repo.allSets() : [try repo.find(backup ?? timestamp ?? "latest")]
+        if sets.isEmpty { throw OperationError("no backups in \(repo.root) to verify") }
+        let results = try session.engine.verify(sets, only: only, deep: deep)
+        if json {
+            try printJSON(results)
+        } else {
+            for r in results {
+                print("\(r.ok ? "OK  " : "FAIL")  \(r.tier)/\(r.id)  \(r.targets.joined(separator: ","))")
+                for f in r.findings { print("      \(f)") }
+            }
+        }
+        if results.contains(where: { !$0.ok }) { throw CommandFailed(status: .failure) }
+    }
+}

@@ -1,0 +1,288 @@
+import BackupCore
+import Foundation
+
+/// A tarball of a list of paths, written with libarchive: config files, codebases, data
+/// folders. Entries are stored relative to `base`, never absolute. Missing paths are skipped
+/// and listed in the manifest. A path that is a git work tree has its commit and branch
+/// recorded.
+///
+/// Config (`TARGET_<NAME>_…`): `PATHS` (required), `BASE` (default `/`), `INCLUDE`,
+/// `EXCLUDE` (globs on the entry's name or path), `COMPRESSION` (`gzip` default, `zstd`,
+/// `none`), `LEVEL`, `THREADS` (zstd workers, default: CPU count), `ARTIFACT` (file name stem,
+/// default the target name).
+public struct ArchiveTarget: BackupTarget {
+    public let name: String
+    public let kind = "archive"
+    /// What to archive (absolute paths).
+    public let paths: [String]
+    /// Entries are named relative to this directory, and restored into it by default.
+    public let base: String
+    /// Only regular files matching one of these globs are kept (all when empty).
+    public let include: [String]
+    /// Files and folders matching one of these globs are skipped (with their contents).
+    public let exclude: [String]
+    /// The compression.
+    public let compression: Compression
+    /// The artifact's file name stem.
+    public let artifactStem: String
+
+    /// Creates the target.
+    public init(name: String, paths: [String], base: String = "/", include: [String] = [], exclude: [String] = [],
+                compression: Compression = .gzip(level: 6), artifactStem: String? = nil) {
+        self.name = name
+        self.paths = paths
+        self.base = base == "/" ? "/" : (base.hasSuffix("/") ? String(base.dropLast()) : base)
+        self.include = include
+        self.exclude = exclude
+        self.compression = compression
+        self.artifactStem = artifactStem ?? name
+    }
+
+    /// Builds the target from its config keys.
+    public init(settings s: TargetSettings) throws {
+        let rawPaths = s.list("PATHS")
+        guard !rawPaths.isEmpty else { throw ConfigError.missingKey(key: s.key("PATHS"), file: s.config.file) }
+        let paths = rawPaths.map { s.config.resolve($0) }
+        let base = try s.path("BASE") ?? "/"
+        for p in paths where !(base == "/" || p == base || p.hasPrefix(base + "/")) {
+            throw ConfigError.invalidValue(key: s.key("PATHS"), file: s.config.file, value: p, expected: "paths inside \(s.key("BASE"))=\(base)")
+        }
+        let compressionName = try s.choice("COMPRESSION", ["gzip", "zstd", "none"], default: "gzip")
+        let level = try s.string("LEVEL") == nil ? nil : s.int("LEVEL", default: 6, range: 1...19)
+        let threads = try s.int("THREADS", default: ProcessInfo.processInfo.activeProcessorCount, range: 1...64)
+        let stem = s.string("ARTIFACT")
+        if let stem, stem.contains("/") {
+            throw ConfigError.invalidValue(key: s.key("ARTIFACT"), file: s.config.file, value: stem, expected: "a file name without /")
+        }
+        self.init(name: s.name, paths: paths, base: base, include: s.list("INCLUDE"), exclude: s.list("EXCLUDE"),
+                  compression: Compression.parse(compressionName, level: level, threads: threads)!, artifactStem: stem)
+    }
+
+    public var summary: String {
+        "archive of \(paths.joined(separator: ", ")) (\(compression.name)\(exclude.isEmpty ? "" : ", excluding \(exclude.joined(separator: " "))"))"
+    }
+
+    private var extensionSuffix: String { ".tar" + (compression == .none ? "" : compression.suffix) }
+
+    private func entryName(_ path: String) -> String {
+        if base == "/" { return String(path.drop(while: { $0 == "/" })) }
+        if path == base { return "." }
+        return String(path.dropFirst(base.count + 1))
+    }
+
+    private func excluded(_ entry: String) -> Bool {
+        let leaf = (entry as NSString).lastPathComponent
+        return exclude.contains { fnmatch($0, leaf, 0) == 0 || fnmatch($0, entry, FNM_PATHNAME) == 0 }
+    }
+
+    private func included(_ entry: String) -> Bool {
+        guard !include.isEmpty else { return true }
+        let leaf = (entry as NSString).lastPathComponent
+        return include.contains { fnmatch($0, leaf, 0) == 0 || fnmatch($0, entry, FNM_PATHNAME) == 0 }
+    }
+
+    public func preflight(_ context: PreflightContext) -> [Finding] {
+        let present = paths.filter { FileOps.exists($0) }
+        var findings = paths.filter { !FileOps.exists($0) }.map { Finding(.warning, target: name, "\($0) does not exist; it will be skipped") }
+        if present.isEmpty { findings.append(Finding(.error, target: name, "none of the configured paths exist")) }
+        for p in present where access(p, R_OK) != 0 {
+            findings.append(Finding(.error, target: name, "\(p) is not readable by this user"))
+        }
+        return findings
+    }
+
+    /// Walks `path` depth first, calling `visit` for every entry that passes the filters.
+    private func walk(_ path: String, _ visit: (String, String) throws -> Void) throws {
+        let entry = entryName(path)
+        if entry != "." && excluded(entry) { return }
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return } // vanished since listing: skip
+        let isDir = (st.st_mode & S_IFMT) == S_IFDIR
+        if isDir {
+            if entry != "." || base != path { try visit(path, entry) }
+            let children = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+            for child in children.sorted() { try walk(path + "/" + child, visit) }
+        } else if included(entry) {
+            try visit(path, entry)
+        }
+    }
+
+    public func backup(_ context: BackupContext) throws -> TargetOutput {
+        var output = TargetOutput()
+        let fileName = "\(artifactStem)_\(context.setID)\(extensionSuffix)"
+        let writer = try context.createArtifact(fileName, label: "\(name): archive")
+        var files = 0, dirs = 0, others = 0
+        var contentBytes: Int64 = 0
+        var members: [JSONValue] = []
+        var skipped: [JSONValue] = []
+        do {
+            let archive = try ArchiveWriter(sink: writer, format: .tar, compression: compression)
+            for path in paths {
+                guard FileOps.exists(path) else {
+                    output.warnings.append("skipped missing path \(path)")
+                    skipped.append(.string(path))
+                    continue
+                }
+                try walk(path) { full, entry in
+                    var st = stat()
+                    guard lstat(full, &st) == 0 else { return }
+                    switch st.st_mode & S_IFMT {
+                    case S_IFDIR: dirs += 1
+                    case S_IFREG: files += 1
+                    default: others += 1
+                    }
+                    if members.count < 500 { members.append(.string(entry)) }
+                    contentBytes += try archive.addPath(full, as: entry)
+                }
+            }
+            try archive.close()
+        } catch {
+            writer.abandon()
+            throw error
+        }
+        let (bytes, sha) = try writer.finish()
+        output.artifacts = [Artifact(path: fileName, bytes: bytes, sha256: sha, format: "tar+\(compression.name)")]
+        output.facts = [
+            "paths": .array(paths.map { .string($0) }),
+            "base": .string(base),
+            "files": .number(Double(files)),
+            "directories": .number(Double(dirs)),
+            "otherEntries": .number(Double(others)),
+            "entries": .number(Double(files + dirs + others)),
+            "contentBytes": .number(Double(contentBytes)),
+            "members": .array(members),
+            "membersTruncated": .bool(files + dirs + others > members.count),
+            "skippedMissing": .array(skipped),
+        ]
+        if !exclude.isEmpty { output.facts["exclude"] = .array(exclude.map { .string($0) }) }
+        if paths.count == 1, let git = GitInfo.read(paths[0]) {
+            output.facts["git"] = .object(git.mapValues { .string($0) })
+        }
+        output.toolVersions = ["libarchive": libarchiveVersion]
+        return output
+    }
+
+    public func verify(_ record: TargetRecord, context: VerifyContext) -> [Finding] {
+        context.checkArtifacts(record) { _, reader in
+            let (entries, _) = try ArchiveReader(source: reader).readThrough()
+            if let expected = record.facts["entries"]?.numberValue, Int(expected) != entries {
+                throw OperationError("archive holds \(entries) entries, manifest says \(Int(expected))")
+            }
+        }
+    }
+
+    public func restore(_ record: TargetRecord, context: RestoreContext) throws -> RestoreReport {
+        guard let artifact = record.artifacts.first else { throw OperationError("backup of \(name) has no files") }
+        let archivePath = context.setDirectory + "/" + artifact.path
+        let destination = context.options.destination ?? record.facts["base"]?.stringValue ?? base
+        let prefixes = context.options.paths.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        func wanted(_ entry: String) -> Bool {
+            prefixes.isEmpty || prefixes.contains { entry == $0 || entry.hasPrefix($0 + "/") }
+        }
+
+        // Pass 1: read the whole archive, refuse it if any entry could escape the destination.
+        var plan: [ArchiveEntryInfo] = []
+        do {
+            let reader = try HashingFileReader(path: archivePath)
+            defer { reader.close() }
+            let archive = try ArchiveReader(source: reader)
+            while let e = try archive.next() {
+                guard ArchivePaths.isSafe(e.path) else {
+                    throw OperationError("refusing to restore \(artifact.path): entry '\(e.path)' would write outside \(destination)")
+                }
+                if let link = e.hardlink, !ArchivePaths.isSafe(link) {
+                    throw OperationError("refusing to restore \(artifact.path): hard link '\(e.path)' points outside (\(link))")
+                }
+                if wanted(e.path) { plan.append(e) }
+                try archive.readData()
+            }
+            try reader.drain()
+            guard reader.hexDigest() == artifact.sha256 else {
+                throw OperationError("\(artifact.path): checksum mismatch; not restoring")
+            }
+        }
+        if !prefixes.isEmpty && plan.isEmpty {
+            throw UsageError("no entry of \(artifact.path) matches --path \(prefixes.joined(separator: " "))")
+        }
+        let overwritten = plan.filter { !$0.isDirectory && FileOps.exists(destination + "/" + $0.path) }
+        var report = RestoreReport(target: name, destination: destination, dryRun: context.options.dryRun)
+        report.lines.append("source: backup \(context.setID), \(artifact.path) (\(Format.bytes(artifact.bytes)))")
+        report.lines.append("destination: \(destination)")
+        report.lines.append("entries to write: \(plan.count) (\(overwritten.count) existing file(s) overwritten)")
+        if context.options.dryRun {
+            for e in plan.prefix(50) {
+                report.lines.append("  \(FileOps.exists(destination + "/" + e.path) && !e.isDirectory ? "overwrite" : "create   ") \(e.path)")
+            }
+            if plan.count > 50 { report.lines.append("  ... and \(plan.count - 50) more") }
+            return report
+        }
+
+        let started = Date()
+        try FileOps.makeDirectory(destination)
+        // Safety copy: a tarball of every file the restore would overwrite.
+        var safety: String?
+        if !overwritten.isEmpty {
+            let safetyPath = try context.safetyPath(target: name, suffix: ".tar.gz")
+            let w = try HashingFileWriter(path: safetyPath)
+            let a = try ArchiveWriter(sink: w, format: .tar, compression: .gzip(level: 1))
+            for e in overwritten { try a.addPath(destination + "/" + e.path, as: e.path) }
+            try a.close()
+            _ = try w.finish()
+            safety = safetyPath
+            report.safetyCopy = safetyPath
+            context.logger.info("safety copy of \(overwritten.count) file(s) that will be overwritten: \(safetyPath)")
+        }
+        let created = plan.filter { !FileOps.exists(destination + "/" + $0.path) }.map(\.path)
+
+        var bytes: Int64 = 0
+        do {
+            let reader = try HashingFileReader(path: archivePath)
+            defer { reader.close() }
+            let archive = try ArchiveReader(source: reader)
+            let extractor = ArchiveExtractor(directory: destination, restoreOwner: getuid() == 0)
+            while let e = try archive.next() {
+                guard wanted(e.path) else { try archive.readData(); continue }
+                try extractor.extractCurrent(from: archive)
+                bytes += e.size
+            }
+            try extractor.close()
+        } catch {
+            context.logger.error("restore failed (\(error)); rolling back")
+            for path in created.reversed() { try? FileOps.removeTree(destination + "/" + path) }
+            if let safety { try? Self.extractAll(safety, into: destination) }
+            throw OperationError("restore of \(name) failed and was rolled back: \(error)")
+        }
+        let seconds = Date().timeIntervalSince(started)
+        report.facts = ["entries": .number(Double(plan.count)), "bytes": .number(Double(bytes)), "seconds": .number(seconds)]
+        report.lines.append("restored \(plan.count) entries, \(Format.bytes(bytes)) in \(Format.seconds(seconds))")
+        if let safety { report.lines.append("safety copy: \(safety)") }
+        return report
+    }
+
+    static func extractAll(_ tarball: String, into directory: String) throws {
+        let reader = try HashingFileReader(path: tarball)
+        defer { reader.close() }
+        let archive = try ArchiveReader(source: reader)
+        let extractor = ArchiveExtractor(directory: directory)
+        while try archive.next() != nil { try extractor.extractCurrent(from: archive) }
+        try extractor.close()
+    }
+}
+
+/// Git facts about a work tree: commit, branch and whether it had uncommitted changes.
+enum GitInfo {
+    static func read(_ path: String) -> [String: String]? {
+        guard FileOps.exists(path + "/.git"), ChildProcess.which("git") != nil else { return nil }
+        func git(_ args: [String]) -> String? {
+            guard let (outcome, text) = try? ChildProcess("git", ["-C", path] + args,
+                                                          environment: ["GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory", "GIT_CONFIG_VALUE_0": "*"]).capture(),
+                  outcome.status == 0 else { return nil }
+            return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        guard let commit = git(["rev-parse", "HEAD"]) else { return nil }
+        var info = ["commit": commit]
+        info["branch"] = git(["rev-parse", "--abbrev-ref", "HEAD"])
+        if let status = git(["status", "--porcelain"]) { info["dirty"] = status.isEmpty ? "false" : "true" }
+        return info
+    }
+}

@@ -1,0 +1,364 @@
+import BackupCore
+import CArchive
+import Foundation
+
+// The thin layer over libarchive. Every libarchive call and unsafe pointer in Backstop is in
+// this file; targets use the Swift types below.
+
+/// Compression for archives and compressed single files.
+public enum Compression: Sendable, Equatable {
+    case none
+    case gzip(level: Int)
+    case zstd(level: Int, threads: Int)
+
+    /// File-name suffix, e.g. `.gz`.
+    public var suffix: String {
+        switch self {
+        case .none: return ""
+        case .gzip: return ".gz"
+        case .zstd: return ".zst"
+        }
+    }
+
+    /// Name recorded in manifests.
+    public var name: String {
+        switch self {
+        case .none: return "none"
+        case .gzip: return "gzip"
+        case .zstd: return "zstd"
+        }
+    }
+
+    /// Parses `gzip`, `zstd` or `none`, with an optional level.
+    public static func parse(_ name: String, level: Int?, threads: Int) -> Compression? {
+        switch name {
+        case "none": return Compression.none
+        case "gzip": return .gzip(level: level ?? 6)
+        case "zstd": return .zstd(level: level ?? 3, threads: threads)
+        default: return nil
+        }
+    }
+}
+
+/// An error reported by libarchive, with its message.
+public struct ArchiveError: UserFacingError {
+    /// libarchive's message, with context.
+    public let message: String
+    public var exitStatus: ExitStatus { .failure }
+}
+
+private func check(_ a: OpaquePointer?, _ rc: Int32, _ what: String) throws {
+    if rc == ARCHIVE_OK || rc == ARCHIVE_WARN { return }
+    let msg = archive_error_string(a).map { String(cString: $0) } ?? "error \(rc)"
+    throw ArchiveError(message: "\(what): \(msg)")
+}
+
+private let localeOnce: Void = {
+    // libarchive converts names through the C library's multibyte locale; use UTF-8 so names
+    // survive and non-UTF-8 bytes are kept as they are.
+    setlocale(LC_CTYPE, "C.UTF-8")
+}()
+
+/// The libarchive version string, e.g. `libarchive 3.6.2 zlib/1.2.13 ...`.
+public var libarchiveVersion: String { String(cString: archive_version_details()) }
+
+/// Writes a tar archive (or one raw compressed stream) into a `HashingFileWriter`, so the
+/// SHA-256 is computed from the compressed bytes as they are produced.
+public final class ArchiveWriter {
+    private let archive: OpaquePointer
+    private let disk: OpaquePointer
+    private let sink: HashingFileWriter
+    private var sinkError: Error?
+    private var closed = false
+    private let buffer = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 16)
+
+    /// What to write.
+    public enum Format { case tar, raw }
+
+    /// Opens a writer over `sink`.
+    public init(sink: HashingFileWriter, format: Format, compression: Compression) throws {
+        _ = localeOnce
+        self.sink = sink
+        archive = archive_write_new()
+        disk = archive_read_disk_new()
+        archive_read_disk_set_standard_lookup(disk)
+        switch format {
+        case .tar: try check(archive, archive_write_set_format_pax_restricted(archive), "tar format")
+        case .raw: try check(archive, archive_write_set_format_raw(archive), "raw format")
+        }
+        switch compression {
+        case .none: break
+        case let .gzip(level):
+            try check(archive, archive_write_add_filter_gzip(archive), "gzip filter")
+            try check(archive, archive_write_set_filter_option(archive, "gzip", "compression-level", "\(level)"), "gzip level")
+        case let .zstd(level, threads):
+            try check(archive, archive_write_add_filter_zstd(archive), "zstd filter")
+            try check(archive, archive_write_set_filter_option(archive, "zstd", "compression-level", "\(level)"), "zstd level")
+            if threads > 1 {
+                try check(archive, archive_write_set_filter_option(archive, "zstd", "threads", "\(threads)"), "zstd threads")
+            }
+        }
+        archive_write_set_bytes_in_last_block(archive, 1)
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        let rc = archive_write_open(archive, me, nil, { _, client, data, length in
+            let writer = Unmanaged<ArchiveWriter>.fromOpaque(client!).takeUnretainedValue()
+            do {
+                try writer.sink.write(UnsafeRawBufferPointer(start: data, count: length))
+                return la_ssize_t(length)
+            } catch {
+                writer.sinkError = error
+                return -1
+            }
+        }, nil)
+        try rethrowing(rc, "open archive")
+    }
+
+    deinit {
+        archive_write_free(archive)
+        archive_read_free(disk)
+        buffer.deallocate()
+    }
+
+    private func rethrowing(_ rc: Int32, _ what: String) throws {
+        if let sinkError { throw sinkError }
+        try check(archive, rc, what)
+    }
+
+    /// Adds the file system object at `path` (not following a final symlink) as `name`.
+    /// Regular files' bytes are streamed; returns the bytes of content added.
+    @discardableResult
+    public func addPath(_ path: String, as name: String) throws -> Int64 {
+        let entry = archive_entry_new()
+        defer { archive_entry_free(entry) }
+        var st = stat()
+        guard lstat(path, &st) == 0 else { throw SystemError("stat", path) }
+        let isRegular = (st.st_mode & S_IFMT) == S_IFREG
+        let fd = isRegular ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1
+        if isRegular && fd < 0 { throw SystemError("open", path) }
+        defer { if fd >= 0 { Glibc.close(fd) } }
+        archive_entry_copy_sourcepath(entry, path)
+        try check(disk, archive_read_disk_entry_from_file(disk, entry, fd, &st), "read metadata of \(path)")
+        archive_entry_copy_pathname(entry, name)
+        try rethrowing(archive_write_header(archive, entry), "add \(path)")
+        guard isRegular else { return 0 }
+        var total: Int64 = 0
+        while true {
+            let n = read(fd, buffer, 1 << 20)
+            if n < 0 { if errno == EINTR { continue }; throw SystemError("read", path) }
+            if n == 0 { break }
+            let w = archive_write_data(archive, buffer, n)
+            if w < 0 { try rethrowing(Int32(w), "write \(path)") }
+            total += Int64(n)
+        }
+        if total != Int64(st.st_size) {
+            throw ArchiveError(message: "\(path) changed size while it was read (\(st.st_size) -> \(total) bytes)")
+        }
+        return total
+    }
+
+    /// Adds one regular entry named `name` whose bytes come from `produce` (raw format: the name
+    /// is ignored). `produce` is called with a write function until it returns.
+    public func addStream(name: String, size: Int64?, mode: mode_t = 0o600,
+                          produce: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
+        let entry = archive_entry_new()
+        defer { archive_entry_free(entry) }
+        archive_entry_copy_pathname(entry, name)
+        archive_entry_set_filetype(entry, UInt32(Glibc.S_IFREG))
+        archive_entry_set_perm(entry, mode)
+        if let size { archive_entry_set_size(entry, size) }
+        archive_entry_set_mtime(entry, time(nil), 0)
+        try rethrowing(archive_write_header(archive, entry), "add \(name)")
+        try produce { chunk in
+            guard chunk.count > 0 else { return }
+            let w = archive_write_data(archive, chunk.baseAddress, chunk.count)
+            if w < 0 { try rethrowing(Int32(w), "write \(name)") }
+        }
+    }
+
+    /// Finishes the archive (flushing the compressor). The sink is not closed.
+    public func close() throws {
+        guard !closed else { return }
+        closed = true
+        try rethrowing(archive_write_close(archive), "finish archive")
+    }
+}
+
+/// One entry read from an archive.
+public struct ArchiveEntryInfo: Sendable {
+    /// The stored path name (raw bytes decoded leniently).
+    public let path: String
+    /// The stored symlink target, for symlinks.
+    public let symlink: String?
+    /// The stored hard-link target, for hard links.
+    public let hardlink: String?
+    /// Size of the content.
+    public let size: Int64
+    /// File type bits (S_IFREG, S_IFDIR, ...).
+    public let type: mode_t
+    /// Permission bits.
+    public let mode: mode_t
+    /// Modification time.
+    public let mtime: Int
+
+    /// True for directories.
+    public var isDirectory: Bool { type == S_IFDIR }
+}
+
+/// Reads an archive (any format and compression libarchive knows, or raw compressed data)
+/// from a `HashingFileReader`, so verification hashes the very bytes it decompresses.
+public final class ArchiveReader {
+    private let archive: OpaquePointer
+    private let source: HashingFileReader
+    private var current: OpaquePointer?
+    private var sourceError: Error?
+
+    /// Opens `source`. `raw` treats the data as one compressed stream rather than an archive.
+    public init(source: HashingFileReader, raw: Bool = false) throws {
+        _ = localeOnce
+        self.source = source
+        archive = archive_read_new()
+        archive_read_support_filter_all(archive)
+        if raw {
+            archive_read_support_format_raw(archive)
+        } else {
+            archive_read_support_format_all(archive)
+        }
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        let rc = archive_read_open(archive, me, nil, { _, client, bufferOut in
+            let reader = Unmanaged<ArchiveReader>.fromOpaque(client!).takeUnretainedValue()
+            do {
+                let n = try reader.source.read()
+                bufferOut?.pointee = UnsafeRawPointer(reader.source.buffer.baseAddress)
+                return la_ssize_t(n)
+            } catch {
+                reader.sourceError = error
+                return -1
+            }
+        }, nil)
+        try rethrowing(rc, "open \(source.path)")
+    }
+
+    deinit { archive_read_free(archive) }
+
+    private func rethrowing(_ rc: Int32, _ what: String) throws {
+        if let sourceError { throw sourceError }
+        try check(archive, rc, what)
+    }
+
+    /// The raw pointer of the current entry, for the extractor in this file.
+    fileprivate var currentEntry: OpaquePointer? { current }
+    fileprivate var handle: OpaquePointer { archive }
+
+    /// Moves to the next entry; nil at the end.
+    public func next() throws -> ArchiveEntryInfo? {
+        var entry: OpaquePointer?
+        let rc = archive_read_next_header(archive, &entry)
+        if rc == ARCHIVE_EOF { current = nil; return nil }
+        try rethrowing(rc, "read \(source.path)")
+        current = entry
+        let path = Self.string(archive_entry_pathname(entry)) ?? "(unnamed)"
+        return ArchiveEntryInfo(path: path,
+                                symlink: Self.string(archive_entry_symlink(entry)),
+                                hardlink: Self.string(archive_entry_hardlink(entry)),
+                                size: archive_entry_size(entry),
+                                type: mode_t(archive_entry_filetype(entry)),
+                                mode: mode_t(archive_entry_perm(entry)),
+                                mtime: Int(archive_entry_mtime(entry)))
+    }
+
+    private static func string(_ p: UnsafePointer<CChar>?) -> String? {
+        guard let p else { return nil }
+        return String(decoding: UnsafeRawBufferPointer(start: p, count: strlen(p)), as: UTF8.self)
+    }
+
+    /// Reads the current entry's content, handing it out in chunks; returns the byte count.
+    @discardableResult
+    public func readData(_ body: (UnsafeRawBufferPointer) throws -> Void = { _ in }) throws -> Int64 {
+        var total: Int64 = 0
+        var block: UnsafeRawPointer?
+        var size = 0
+        var offset: la_int64_t = 0
+        while true {
+            let rc = archive_read_data_block(archive, &block, &size, &offset)
+            if rc == ARCHIVE_EOF { return total }
+            try rethrowing(rc, "read data of \(source.path)")
+            if size > 0 { try body(UnsafeRawBufferPointer(start: block, count: size)) }
+            total += Int64(size)
+        }
+    }
+
+    /// Reads every entry and its content to the end: the full read-through that verify does.
+    /// Returns the number of entries and content bytes.
+    public func readThrough() throws -> (entries: Int, bytes: Int64) {
+        var entries = 0
+        var bytes: Int64 = 0
+        while try next() != nil {
+            entries += 1
+            bytes += try readData()
+        }
+        return (entries, bytes)
+    }
+}
+
+/// Extracts entries from an `ArchiveReader` into a directory with libarchive's secure flags:
+/// no `..` components, no absolute paths, no writing through symlinks.
+public final class ArchiveExtractor {
+    private let disk: OpaquePointer
+    private let directory: String
+
+    /// Prepares extraction into `directory` (which must exist). Modes and times are restored;
+    /// ownership too when running as root and `restoreOwner` is set.
+    public init(directory: String, restoreOwner: Bool = false) {
+        _ = localeOnce
+        self.directory = directory
+        disk = archive_write_disk_new()
+        var flags = ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS
+            | ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_UNLINK
+        if restoreOwner { flags |= ARCHIVE_EXTRACT_OWNER }
+        archive_write_disk_set_options(disk, flags)
+        archive_write_disk_set_standard_lookup(disk)
+    }
+
+    deinit { archive_write_free(disk) }
+
+    /// Writes the reader's current entry below the directory. The entry's name must already be
+    /// checked with `ArchivePaths.isSafe`; libarchive's flags are a second line of defence.
+    public func extractCurrent(from reader: ArchiveReader) throws {
+        guard let entry = reader.currentEntry else { throw ArchiveError(message: "no current entry") }
+        let name = String(cString: archive_entry_pathname(entry))
+        let cwd = FileManager.default.currentDirectoryPath
+        guard chdir(directory) == 0 else { throw SystemError("chdir", directory) }
+        defer { _ = chdir(cwd) }
+        try check(disk, archive_write_header(disk, entry), "extract \(name)")
+        if archive_entry_size(entry) > 0 {
+            var block: UnsafeRawPointer?
+            var size = 0
+            var offset: la_int64_t = 0
+            while true {
+                let rc = archive_read_data_block(reader.handle, &block, &size, &offset)
+                if rc == ARCHIVE_EOF { break }
+                try check(reader.handle, rc, "read \(name)")
+                let w = archive_write_data_block(disk, block, size, offset)
+                if w < 0 { try check(disk, Int32(w), "write \(name)") }
+            }
+        }
+        try check(disk, archive_write_finish_entry(disk), "finish \(name)")
+    }
+
+    /// Applies deferred directory modes and times.
+    public func close() throws {
+        let cwd = FileManager.default.currentDirectoryPath
+        guard chdir(directory) == 0 else { throw SystemError("chdir", directory) }
+        defer { _ = chdir(cwd) }
+        try check(disk, archive_write_close(disk), "finish extraction")
+    }
+}
+
+/// Path rules for archive entries.
+public enum ArchivePaths {
+    /// True if `name` is relative and has no `..` component: it cannot escape the target.
+    public static func isSafe(_ name: String) -> Bool {
+        if name.hasPrefix("/") || name.isEmpty { return false }
+        return !name.split(separator: "/").contains("..")
+    }
+}

@@ -1,0 +1,175 @@
+import BackupCore
+import Foundation
+
+/// A SQLite database, copied hot with the online backup API, checked with
+/// `PRAGMA integrity_check`, then compressed while it is hashed.
+///
+/// Config (`TARGET_<NAME>_…`): `PATH` (required), `COMPRESSION` (`gzip`, `zstd`, `none`;
+/// default `gzip`), `LEVEL`.
+public struct SQLiteTarget: BackupTarget {
+    public let name: String
+    public let kind = "sqlite"
+    /// The live database file.
+    public let path: String
+    /// How the copy is compressed.
+    public let compression: Compression
+
+    /// Creates the target.
+    public init(name: String, path: String, compression: Compression = .gzip(level: 6)) {
+        self.name = name
+        self.path = path
+        self.compression = compression
+    }
+
+    /// Builds the target from its config keys.
+    public init(settings s: TargetSettings) throws {
+        let compressionName = try s.choice("COMPRESSION", ["gzip", "zstd", "none"], default: "gzip")
+        let level = try s.string("LEVEL") == nil ? nil : s.int("LEVEL", default: 6, range: 1...19)
+        self.init(name: s.name, path: try s.requirePath("PATH"),
+                  compression: Compression.parse(compressionName, level: level, threads: 1)!)
+    }
+
+    public var summary: String { "SQLite database \(path) (\(compression.name))" }
+
+    private var artifactName: String { (path as NSString).lastPathComponent + compression.suffix }
+
+    public func preflight(_ context: PreflightContext) -> [Finding] {
+        guard FileOps.exists(path) else { return [Finding(.error, target: name, "database \(path) does not exist")] }
+        guard access(path, R_OK) == 0 else { return [Finding(.error, target: name, "database \(path) is not readable by this user")] }
+        guard SQLiteDatabase.looksLikeSQLite(path) else { return [Finding(.error, target: name, "\(path) is not a SQLite database")] }
+        return []
+    }
+
+    public func backup(_ context: BackupContext) throws -> TargetOutput {
+        let copy = context.directory + "/.snapshot.db"
+        defer { unlink(copy) }
+        let source = try SQLiteDatabase(path: path, readOnly: true)
+        try source.backup(to: copy)
+        chmod(copy, FileOps.fileMode)
+        let snapshot = try SQLiteDatabase(path: copy, readOnly: true)
+        let problems = try snapshot.integrityProblems()
+        guard problems.isEmpty else {
+            throw OperationError("integrity check of the copy of \(path) failed: \(problems.prefix(3).joined(separator: "; "))")
+        }
+        let counts = try snapshot.tableRowCounts()
+        let rawSize = FileOps.size(copy) ?? 0
+
+        let writer = try context.createArtifact(artifactName, label: "\(name): compress", expectedBytes: nil)
+        do {
+            let archive = try ArchiveWriter(sink: writer, format: .raw, compression: compression)
+            let reader = try HashingFileReader(path: copy)
+            defer { reader.close() }
+            try archive.addStream(name: artifactName, size: nil) { write in
+                while true {
+                    let n = try reader.read()
+                    if n == 0 { break }
+                    try write(UnsafeRawBufferPointer(rebasing: reader.buffer[0..<n]))
+                }
+            }
+            try archive.close()
+        } catch {
+            writer.abandon()
+            throw error
+        }
+        let (bytes, sha) = try writer.finish()
+        var output = TargetOutput()
+        output.artifacts = [Artifact(path: artifactName, bytes: bytes, sha256: sha, format: "sqlite+\(compression.name)")]
+        output.facts = [
+            "source": .string(path),
+            "databaseBytes": .number(Double(rawSize)),
+            "tables": .object(counts.mapValues { .number(Double($0)) }),
+            "integrityCheck": .string("ok"),
+        ]
+        output.toolVersions = ["sqlite": SQLiteDatabase.version, "libarchive": libarchiveVersion]
+        return output
+    }
+
+    /// Decompresses the artifact into `destination` (a new file), hashing as it reads.
+    private func decompress(_ reader: HashingFileReader, into destination: String) throws {
+        let archive = try ArchiveReader(source: reader, raw: true)
+        guard try archive.next() != nil else { throw OperationError("\(reader.path) is empty") }
+        let out = try HashingFileWriter(path: destination)
+        do {
+            try archive.readData { try out.write($0) }
+            _ = try out.finish()
+        } catch {
+            out.abandon()
+            throw error
+        }
+    }
+
+    public func verify(_ record: TargetRecord, context: VerifyContext) -> [Finding] {
+        context.checkArtifacts(record) { _, reader in
+            let tmp = try TemporaryDirectory()
+            defer { tmp.remove() }
+            let copy = tmp.path + "/check.db"
+            try decompress(reader, into: copy)
+            let problems = try SQLiteDatabase(path: copy, readOnly: true).integrityProblems()
+            if !problems.isEmpty {
+                throw OperationError("SQLite integrity check failed: \(problems.prefix(3).joined(separator: "; "))")
+            }
+        }
+    }
+
+    public func restore(_ record: TargetRecord, context: RestoreContext) throws -> RestoreReport {
+        guard let artifact = record.artifacts.first else { throw OperationError("backup of \(name) has no files") }
+        let original = record.facts["source"]?.stringValue ?? path
+        var destination = context.options.destination ?? original
+        if FileOps.isDirectory(destination) { destination += "/" + (original as NSString).lastPathComponent }
+        let exists = FileOps.exists(destination)
+        var report = RestoreReport(target: name, destination: destination, dryRun: context.options.dryRun)
+        report.lines.append("source: backup \(context.setID), \(artifact.path) (\(Format.bytes(artifact.bytes)))")
+        report.lines.append("destination: \(destination)\(exists ? " (exists; a safety copy is taken first)" : " (new file)")")
+        if context.options.dryRun { return report }
+
+        let started = Date()
+        let dir = (destination as NSString).deletingLastPathComponent
+        try FileOps.makeDirectory(dir)
+        let incoming = "\(dir)/.\((destination as NSString).lastPathComponent).restore-\(getpid())"
+        unlink(incoming)
+        defer { unlink(incoming) }
+        let reader = try HashingFileReader(path: context.setDirectory + "/" + artifact.path)
+        try decompress(reader, into: incoming)
+        try reader.drain()
+        guard reader.hexDigest() == artifact.sha256 else { throw OperationError("\(artifact.path): checksum mismatch; not restoring") }
+        let problems = try SQLiteDatabase(path: incoming, readOnly: true).integrityProblems()
+        guard problems.isEmpty else { throw OperationError("restored copy fails integrity check: \(problems[0])") }
+
+        var safety: String?
+        if exists {
+            // A consistent copy of the current database (including its WAL) via the backup API.
+            let safetyPath = try context.safetyPath(target: name, suffix: ".db")
+            try SQLiteDatabase(path: destination, readOnly: true).backup(to: safetyPath)
+            chmod(safetyPath, FileOps.fileMode)
+            safety = safetyPath
+            report.safetyCopy = safetyPath
+            context.logger.info("safety copy of \(destination): \(safetyPath)")
+        }
+        // A stale -wal or -shm beside the new file would be replayed into it: move them aside.
+        for suffix in ["-wal", "-shm"] where FileOps.exists(destination + suffix) {
+            let aside = safety.map { $0 + suffix } ?? destination + suffix + ".pre-restore"
+            try FileOps.rename(destination + suffix, to: aside)
+        }
+        try FileOps.rename(incoming, to: destination)
+        do {
+            let after = try SQLiteDatabase(path: destination, readOnly: true)
+            let problems = try after.integrityProblems()
+            guard problems.isEmpty else { throw OperationError("integrity check after restore failed: \(problems[0])") }
+            let counts = try after.tableRowCounts()
+            report.facts["tables"] = .object(counts.mapValues { .number(Double($0)) })
+            report.lines.append("tables: \(counts.count), rows: \(counts.values.reduce(0, +))")
+        } catch {
+            if let safety {
+                unlink(destination)
+                try? SQLiteDatabase(path: safety, readOnly: true).backup(to: destination)
+                context.logger.error("restore failed; rolled back to the safety copy \(safety)")
+            }
+            throw error
+        }
+        let seconds = Date().timeIntervalSince(started)
+        report.facts["seconds"] = .number(seconds)
+        report.lines.append("restored in \(Format.seconds(seconds))")
+        if let safety { report.lines.append("safety copy: \(safety)") }
+        return report
+    }
+}
