@@ -23,6 +23,24 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
     @Option(name: .long, help: "Restore only entries under this relative path (repeatable).")
     var path: [String] = []
 
+    @Option(name: .long, help: "Database targets: restore into this database instead; the original stays untouched.")
+    var into: String?
+
+    @Option(name: .long, help: "Point-in-time recovery: recover to this time (ISO 8601, e.g. 2024-07-08T14:30:00Z, or 'YYYY-MM-DD HH:MM:SS' local).")
+    var toTime: String?
+
+    @Flag(name: .long, help: "Point-in-time recovery: replay every archived WAL segment.")
+    var toLatest = false
+
+    @Option(name: .long, help: "File targets: give restored files this owner.")
+    var owner: String?
+
+    @Option(name: .long, help: "File targets: give restored files this group.")
+    var group: String?
+
+    @Flag(name: .long, help: "After restoring, check the restored data against the manifest thoroughly.")
+    var verify = false
+
     @Flag(name: .shortAndLong, help: "Do not ask for confirmation (required without a terminal).")
     var yes = false
 
@@ -38,7 +56,16 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
     func run() throws {
         let session = try Session<F>(global, logToFile: !dryRun)
         let destination = to.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }
-        var options = RestoreOptions(destination: destination, dryRun: true, force: force, paths: path)
+        if toTime != nil && toLatest { throw UsageError("--to-time and --to-latest exclude each other") }
+        let targetTime = try toTime.map { raw -> Date in
+            guard let d = parseTime(raw) else {
+                throw UsageError("--to-time: cannot read '\(raw)'; use ISO 8601 (2024-07-08T14:30:00Z) or 'YYYY-MM-DD HH:MM:SS' (local time)")
+            }
+            return d
+        }
+        var options = RestoreOptions(destination: destination, dryRun: true, force: force, paths: path,
+                                     intoDatabase: into, targetTime: targetTime, toLatest: toLatest,
+                                     owner: owner, group: group, verifyAfter: verify)
         // Always show the plan first.
         let plan = try session.engine.restore(target: target, id: backup, options: options)
         if dryRun {
@@ -56,4 +83,16 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
         print(report.dryRun ? "Restore plan for \(report.target):" : "Restore report for \(report.target):")
         for line in report.lines { print("  \(line)") }
     }
+}
+
+/// Parses ISO 8601 or `YYYY-MM-DD HH:MM:SS` (local time).
+func parseTime(_ raw: String) -> Date? {
+    if let d = Format.parseISO8601(raw) { return d }
+    let f = DateFormatter()
+    f.locale = Locale(identifier: "en_US_POSIX")
+    for pattern in ["yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd HH:mm"] {
+        f.dateFormat = pattern
+        if let d = f.date(from: raw) { return d }
+    }
+    return nil
 }

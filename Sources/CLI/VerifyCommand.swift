@@ -26,6 +26,9 @@ struct VerifyCommand<F: Frontend>: ParsableCommand {
     @Flag(name: .long, help: "Also do the expensive checks some targets offer.")
     var deep = false
 
+    @Flag(name: .long, help: "Restore drill: restore the newest backup into a scratch place, compare it with the manifest, clean up, and report the restore time.")
+    var restoreTest = false
+
     @Flag(name: .long, help: "Print results as JSON.")
     var json = false
 
@@ -35,7 +38,8 @@ struct VerifyCommand<F: Frontend>: ParsableCommand {
     }
 
     func run() throws {
-        let session = try Session<F>(global, logToFile: false)
+        let session = try Session<F>(global, logToFile: restoreTest)
+        if restoreTest { return try runDrill(session) }
         let repo = session.engine.repository
         let sets: [StoredSet] = all ? repo.allSets() : [try repo.find(backup ?? timestamp ?? "latest")]
         if sets.isEmpty { throw OperationError("no backups in \(repo.root) to verify") }
@@ -49,5 +53,18 @@ struct VerifyCommand<F: Frontend>: ParsableCommand {
             }
         }
         if results.contains(where: { !$0.ok }) { throw CommandFailed(status: .failure) }
+    }
+
+    private func runDrill(_ session: Session<F>) throws {
+        let reports = try session.engine.drill(id: backup ?? timestamp, only: only)
+        if json {
+            try printJSON(reports)
+        } else {
+            for r in reports {
+                print("\(r.passed ? "PASS" : "FAIL")  restore drill of \(r.target) from \(r.setID): restored in \(Format.seconds(r.restoreSeconds))")
+                for line in r.lines { print("      \(line)") }
+            }
+        }
+        if reports.contains(where: { !$0.passed }) { throw CommandFailed(status: .failure) }
     }
 }

@@ -30,6 +30,11 @@ public protocol BackupTarget: Sendable {
     /// rolling back if it fails. With `context.options.dryRun` it only says what it would do.
     func restore(_ record: TargetRecord, context: RestoreContext) throws -> RestoreReport
 
+    /// Restores the backup into a scratch place, checks it against the manifest, and always
+    /// cleans up: the restore drill of `verify --restore-test`. Returns nil when the kind has
+    /// no drill. Default: nil.
+    func restoreDrill(_ record: TargetRecord, context: VerifyContext) throws -> DrillReport?
+
     /// Called after the set holding this target's backup has been committed (renamed into place
     /// and its manifest written), e.g. to move a `latest` link. Default: nothing.
     func didCommit(_ record: TargetRecord, setDirectory: String, context: BackupContext) throws
@@ -41,6 +46,34 @@ extension BackupTarget {
     }
 
     public func didCommit(_ record: TargetRecord, setDirectory: String, context: BackupContext) throws {}
+
+    public func restoreDrill(_ record: TargetRecord, context: VerifyContext) throws -> DrillReport? { nil }
+}
+
+/// The result of a restore drill: did the backup really restore, and how long did it take.
+public struct DrillReport: Codable, Sendable {
+    /// The target drilled.
+    public var target: String
+    /// The set drilled.
+    public var setID: String
+    /// Whether the restored data matched the manifest.
+    public var passed: Bool
+    /// Seconds the restore took: the measured recovery time.
+    public var restoreSeconds: Double
+    /// When the drill ran.
+    public var at: Date
+    /// What was checked, and any mismatch.
+    public var lines: [String]
+
+    /// Creates a drill report.
+    public init(target: String, setID: String, passed: Bool, restoreSeconds: Double, at: Date = Date(), lines: [String]) {
+        self.target = target
+        self.setID = setID
+        self.passed = passed
+        self.restoreSeconds = restoreSeconds
+        self.at = at
+        self.lines = lines
+    }
 }
 
 /// One problem or observation from preflight or verify.
@@ -192,13 +225,33 @@ public struct RestoreOptions: Sendable {
     public var force: Bool
     /// Restore only these relative path prefixes, where the target supports it.
     public var paths: [String]
+    /// Database targets: restore into this database instead, leaving the original untouched.
+    public var intoDatabase: String?
+    /// Point-in-time recovery: recover up to this moment.
+    public var targetTime: Date?
+    /// Point-in-time recovery: replay all archived WAL.
+    public var toLatest: Bool
+    /// File targets: owner (user name or uid) to give restored files.
+    public var owner: String?
+    /// File targets: group (name or gid) to give restored files.
+    public var group: String?
+    /// Check restored data against the manifest thoroughly (e.g. re-hash every file).
+    public var verifyAfter: Bool
 
     /// Creates restore options.
-    public init(destination: String? = nil, dryRun: Bool = false, force: Bool = false, paths: [String] = []) {
+    public init(destination: String? = nil, dryRun: Bool = false, force: Bool = false, paths: [String] = [],
+                intoDatabase: String? = nil, targetTime: Date? = nil, toLatest: Bool = false,
+                owner: String? = nil, group: String? = nil, verifyAfter: Bool = false) {
         self.destination = destination
         self.dryRun = dryRun
         self.force = force
         self.paths = paths
+        self.intoDatabase = intoDatabase
+        self.targetTime = targetTime
+        self.toLatest = toLatest
+        self.owner = owner
+        self.group = group
+        self.verifyAfter = verifyAfter
     }
 }
 
