@@ -39,7 +39,19 @@ public struct Repository: Sendable {
     /// Where restores keep their safety copies.
     public var safetyDirectory: String { root + "/pre-restore" }
 
-    static let reserved: Set<String> = ["logs", "pre-restore", "state"]
+    /// Folders of the backup directory that are never tiers.
+    public static let reserved: Set<String> = ["logs", "pre-restore", "state", "links", "wal", "tmp"]
+
+    /// True for names the engine gives sets: `YYYYMMDD_HHMMSS`, optionally `_N`.
+    public static func isSetID(_ name: String) -> Bool {
+        name.range(of: #"^[0-9]{8}_[0-9]{6}(_[0-9]+)?$"#, options: .regularExpression) != nil
+    }
+
+    /// A real directory (not a symlink to one).
+    static func isRealDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
 
     /// A valid tier name: lowercase letters, digits and dashes, not a reserved folder.
     public static func isValidTier(_ tier: String) -> Bool {
@@ -55,11 +67,11 @@ public struct Repository: Sendable {
     public func allSets() -> [StoredSet] {
         guard let tiers = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [] }
         var result: [StoredSet] = []
-        for tier in tiers where Repository.isValidTier(tier) && FileOps.isDirectory(root + "/" + tier) {
+        for tier in tiers where Repository.isValidTier(tier) && Repository.isRealDirectory(root + "/" + tier) {
             let tierDir = root + "/" + tier
-            for id in (try? FileManager.default.contentsOfDirectory(atPath: tierDir)) ?? [] where !id.hasPrefix(".") {
+            for id in (try? FileManager.default.contentsOfDirectory(atPath: tierDir)) ?? [] where Repository.isSetID(id) {
                 let dir = tierDir + "/" + id
-                guard FileOps.isDirectory(dir) else { continue }
+                guard Repository.isRealDirectory(dir) else { continue }
                 let (manifest, problem) = Repository.readManifest(dir)
                 result.append(StoredSet(directory: dir, tier: tier, id: id, manifest: manifest, problem: problem))
             }
@@ -114,12 +126,14 @@ public struct Repository: Sendable {
     public func removeIncomplete() throws -> [String] {
         var removed: [String] = []
         guard let tiers = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [] }
-        for tier in tiers where Repository.isValidTier(tier) && FileOps.isDirectory(root + "/" + tier) {
+        // Only names the engine itself creates are ever removed.
+        for tier in tiers where Repository.isValidTier(tier) && Repository.isRealDirectory(root + "/" + tier) {
             let tierDir = root + "/" + tier
             for name in (try? FileManager.default.contentsOfDirectory(atPath: tierDir)) ?? [] {
                 let path = tierDir + "/" + name
-                let stale = (name.hasPrefix(".") && name.hasSuffix(".partial"))
-                    || (!name.hasPrefix(".") && FileOps.isDirectory(path) && !FileOps.exists(path + "/" + SetManifest.fileName))
+                let staging = name.hasPrefix(".") && name.hasSuffix(".partial") && Repository.isSetID(String(name.dropFirst().dropLast(8)))
+                let stale = (staging && Repository.isRealDirectory(path))
+                    || (Repository.isSetID(name) && Repository.isRealDirectory(path) && !FileOps.exists(path + "/" + SetManifest.fileName))
                 if stale {
                     try FileOps.removeTree(path)
                     removed.append(path)
