@@ -51,8 +51,11 @@ let package = Package(
         .executableTarget(name: "backstop", dependencies: ["CLI"], path: "Sources/Frontends/backstop"),
         .executableTarget(name: "journal-backup", dependencies: ["CLI"], path: "Sources/Frontends/journal-backup"),
 
-        .testTarget(name: "BackupCoreTests", dependencies: ["BackupCore"]),
-        .testTarget(name: "TargetsTests", dependencies: ["Targets", "BackupCore", "CArchive"]),
-        .testTarget(name: "CLITests", dependencies: ["CLI", "BackupCore", "Targets"]),
+        // Helpers shared by the test targets: scratch folders, running the built executables.
+        .target(name: "TestSupport", dependencies: ["BackupCore", .product(name: "Logging", package: "swift-log")],
+                path: "Tests/TestSupport"),
+        .testTarget(name: "BackupCoreTests", dependencies: ["BackupCore", "TestSupport"]),
+        .testTarget(name: "TargetsTests", dependencies: ["Targets", "BackupCore", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["CLI", "BackupCore", "Targets", "TestSupport"]),
     ]
 )
