@@ -49,11 +49,13 @@ public final class HashingFileWriter {
         if fsync(fd) != 0 { throw SystemError("fsync", path) }
         Foundation.close(fd)
         fd = -1
+        progress?.finish()
         return (hash.count, hash.hexDigest())
     }
 
     /// Closes without fsync (used on failure; the caller removes the file).
     public func abandon() {
+        progress?.finish()
         if fd >= 0 { Foundation.close(fd); fd = -1 }
     }
 }
