@@ -20,15 +20,24 @@ struct BackupCommand<F: Frontend>: ParsableCommand {
     @Flag(name: .long, help: "Check config and sources and show what would be backed up; write nothing.")
     var dryRun = false
 
+    @Flag(name: .long, help: "After a fully successful backup, apply the retention policy (never after a failed one).")
+    var prune = false
+
     @Flag(name: .long, help: "Print the run summary as JSON on stdout.")
     var json = false
 
     func run() throws {
         let session = try Session<F>(global, logToFile: !dryRun)
+        if prune && session.deployment.retention == nil {
+            throw UsageError("--prune: no retention is configured (set KEEP_DAILY, KEEP_DAILY_DAYS, ...)")
+        }
         let selection = only + F.selection(extra)
         let summary = try session.engine.backup(only: selection, tier: tier, dryRun: dryRun)
         if json { try printJSON(summary) }
         if !summary.succeeded { throw CommandFailed(status: .failure) }
+        if prune, let policy = session.deployment.retention, !dryRun {
+            _ = try session.engine.prune(policy, dryRun: false)
+        }
     }
 }
 

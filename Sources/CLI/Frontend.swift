@@ -28,11 +28,14 @@ public struct Deployment: Sendable {
     public var backupDirectory: String
     /// The targets, in run order.
     public var targets: [any BackupTarget]
+    /// What `prune` (and `backup --prune`) removes; nil keeps everything.
+    public var retention: RetentionPolicy?
 
     /// Creates a deployment.
-    public init(backupDirectory: String, targets: [any BackupTarget]) {
+    public init(backupDirectory: String, targets: [any BackupTarget], retention: RetentionPolicy? = nil) {
         self.backupDirectory = backupDirectory
         self.targets = targets
+        self.retention = retention
     }
 }
 

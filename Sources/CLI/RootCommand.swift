@@ -17,7 +17,7 @@ public struct RootCommand<F: Frontend>: ParsableCommand {
             version: backstopVersion,
             subcommands: [
                 BackupCommand<F>.self, ListCommand<F>.self, VerifyCommand<F>.self, RestoreCommand<F>.self,
-                RemoveCommand<F>.self, StatsCommand<F>.self, CheckCommand<F>.self,
+                RemoveCommand<F>.self, PruneCommand<F>.self, StatsCommand<F>.self, CheckCommand<F>.self,
             ]
         )
     }

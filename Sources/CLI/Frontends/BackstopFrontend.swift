@@ -14,6 +14,8 @@ public enum BackstopFrontend: Frontend {
       BACKUP_DIR                      where backups go (relative paths are relative to the config file)
       TARGETS                         target names, in run order, e.g. "db code"
       TARGET_<NAME>_KIND              sqlite | archive
+      KEEP_<TIER>, KEEP_<TIER>_DAYS   retention per tier (daily, weekly, monthly, or KEEP_TIERS)
+      KEEP_MINIMUM                    good backups of each target that are never removed (default 1)
       sqlite:  TARGET_<NAME>_PATH, _COMPRESSION (gzip|zstd|none), _LEVEL
       archive: TARGET_<NAME>_PATHS, _BASE, _INCLUDE, _EXCLUDE, _COMPRESSION, _LEVEL, _THREADS, _ARTIFACT
     See Examples/ and the README for every key.
@@ -21,7 +23,8 @@ public enum BackstopFrontend: Frontend {
 
     public static func deployment(config: Config) throws -> Deployment {
         let dir = try config.requirePath("BACKUP_DIR")
-        return Deployment(backupDirectory: dir, targets: try TargetRegistry.buildAll(config: config))
+        return Deployment(backupDirectory: dir, targets: try TargetRegistry.buildAll(config: config),
+                          retention: try RetentionPolicy.from(config: config))
     }
 
     public static func selection(_ flags: NoFlags) -> [String] { [] }

@@ -33,7 +33,8 @@ public enum JournalFrontend: Frontend {
       CODEBASE_EXCLUDE    extra globs to leave out (.git, __pycache__, *.pyc, node_modules,
                           .venv and the backup directory are always left out)
       CODEBASE_COMPRESSION  gzip (default) or zstd
-    Targets: db, codebase. Tiers: backup --tier daily|weekly|monthly.
+      KEEP_DAILY_DAYS=7, KEEP_WEEKLY_DAYS=28, KEEP_MONTHLY_DAYS=183  retention (seed defaults)
+    Targets: db, codebase. Tiers: backup --tier daily|weekly|monthly. Cleanup: prune (alias cleanup).
     """
 
     /// Globs the codebase tarball always leaves out.
@@ -57,7 +58,15 @@ public enum JournalFrontend: Frontend {
         targets.append(ArchiveTarget(name: "codebase", paths: [codebase], base: codebase, exclude: exclude,
                                      compression: Compression.parse(compressionName, level: nil,
                                                                     threads: ProcessInfo.processInfo.activeProcessorCount)!))
-        return Deployment(backupDirectory: backupDir, targets: targets)
+        // The seed's retention: daily 7 days, weekly 4 weeks, monthly 6 months; KEEP_* overrides.
+        let seedDefaults = RetentionPolicy(limits: ["daily": .init(days: 7), "weekly": .init(days: 28), "monthly": .init(days: 183)])
+        let configured = try RetentionPolicy.from(config: config)
+        var retention = seedDefaults
+        if let configured {
+            retention.limits.merge(configured.limits) { $1 }
+            retention.minimumGood = configured.minimumGood
+        }
+        return Deployment(backupDirectory: backupDir, targets: targets, retention: retention)
     }
 
     public static func selection(_ flags: JournalBackupFlags) -> [String] {

@@ -1,0 +1,34 @@
+import ArgumentParser
+import BackupCore
+import Foundation
+
+/// `prune` (alias `cleanup`): applies the retention policy.
+struct PruneCommand<F: Frontend>: ParsableCommand {
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: "prune",
+                             abstract: "Remove backups the retention policy no longer keeps (never the last good backup of a target).",
+                             aliases: ["cleanup"])
+    }
+
+    @OptionGroup var global: GlobalOptions
+
+    @Flag(name: .long, help: "Show what would be removed; remove nothing.")
+    var dryRun = false
+
+    @Flag(name: .long, help: "Print the decisions as JSON.")
+    var json = false
+
+    func run() throws {
+        let session = try Session<F>(global, logToFile: !dryRun)
+        guard let policy = session.deployment.retention else {
+            throw UsageError("no retention is configured: set KEEP_<TIER> and/or KEEP_<TIER>_DAYS (e.g. KEEP_DAILY=7)")
+        }
+        let decisions = try session.engine.prune(policy, dryRun: dryRun)
+        if json { return try printJSON(decisions) }
+        let removed = decisions.filter(\.remove)
+        for d in decisions {
+            print("\(d.remove ? (dryRun ? "would remove" : "removed     ") : "kept        ")  \(d.tier)/\(d.id)  \(d.reason)")
+        }
+        print("\(dryRun ? "would free" : "freed") \(Format.bytes(removed.reduce(0) { $0 + $1.bytes })) in \(removed.count) backup(s)")
+    }
+}
