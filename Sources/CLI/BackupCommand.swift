@@ -32,7 +32,15 @@ struct BackupCommand<F: Frontend>: ParsableCommand {
             throw UsageError("--prune: no retention is configured (set KEEP_DAILY, KEEP_DAILY_DAYS, ...)")
         }
         let selection = only + F.selection(extra)
-        let summary = try session.engine.backup(only: selection, tier: tier, dryRun: dryRun)
+        let summary: RunSummary
+        do {
+            summary = try session.engine.backup(only: selection, tier: tier, dryRun: dryRun)
+        } catch let error as UserFacingError where error.exitStatus != .usage {
+            // The run could not finish (lock held, disk full, ...): people must hear of it.
+            if !dryRun { session.notify(.error(error, command: "backup", source: F.commandName)) }
+            throw error
+        }
+        if !dryRun { session.notify(.backup(summary, source: F.commandName)) }
         if json { try printJSON(summary) }
         if !summary.succeeded { throw CommandFailed(status: .failure) }
         if prune, let policy = session.deployment.retention, !dryRun {

@@ -23,6 +23,7 @@ struct Session<F: Frontend> {
     let deployment: Deployment
     let engine: BackupEngine
     let sink: LogSink
+    let alerter: Alerter
 
     /// Loads config, builds the deployment and a logger. `logToFile` adds the daily log file.
     init(_ options: GlobalOptions, logToFile: Bool) throws {
@@ -37,6 +38,12 @@ struct Session<F: Frontend> {
         let level: Logger.Level = options.verbose ? .debug : options.quiet ? .warning : .info
         let logger = Logger.backstop(sink: sink, level: level)
         engine = BackupEngine(repository: repository, targets: deployment.targets, frontend: F.commandName, logger: logger)
+        alerter = try Alerter.from(config: config)
+    }
+
+    /// Sends `alert` through the configured channels; a delivery failure is logged as an error.
+    func notify(_ alert: Alert) {
+        for problem in alerter.send(alert) { engine.logger.error("\(problem)") }
     }
 }
 

@@ -52,7 +52,11 @@ struct VerifyCommand<F: Frontend>: ParsableCommand {
                 for f in r.findings { print("      \(f)") }
             }
         }
-        if results.contains(where: { !$0.ok }) { throw CommandFailed(status: .failure) }
+        if results.contains(where: { !$0.ok }) {
+            let lines = results.filter { !$0.ok }.flatMap { r in r.findings.map { "\(r.tier)/\(r.id): \($0)" } }
+            session.notify(Alert(ok: false, source: F.commandName, subject: "[\(F.commandName)] VERIFY FAILED on \(ProcessInfo.processInfo.hostName)", lines: lines))
+            throw CommandFailed(status: .failure)
+        }
     }
 
     private func runDrill(_ session: Session<F>) throws {
@@ -65,6 +69,10 @@ struct VerifyCommand<F: Frontend>: ParsableCommand {
                 for line in r.lines { print("      \(line)") }
             }
         }
-        if reports.contains(where: { !$0.passed }) { throw CommandFailed(status: .failure) }
+        if reports.contains(where: { !$0.passed }) {
+            let lines = reports.filter { !$0.passed }.flatMap { r in ["\(r.target) from \(r.setID):"] + r.lines }
+            session.notify(Alert(ok: false, source: F.commandName, subject: "[\(F.commandName)] RESTORE DRILL FAILED on \(ProcessInfo.processInfo.hostName)", lines: lines))
+            throw CommandFailed(status: .failure)
+        }
     }
 }
