@@ -241,6 +241,7 @@ public struct ArchiveTarget: BackupTarget {
             let archive = try ArchiveReader(source: reader)
             let extractor = ArchiveExtractor(directory: destination, restoreOwner: getuid() == 0)
             while let e = try archive.next() {
+                try Interrupts.shared.checkpoint()
                 guard wanted(e.path) else { try archive.readData(); continue }
                 try extractor.extractCurrent(from: archive)
                 bytes += e.size

@@ -176,3 +176,32 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(text.contains("hunter2"))
     }
 }
+
+/// A restore interrupted by SIGTERM rolls back before exiting: the destination ends exactly
+/// as it was before the restore started.
+final class InterruptedRestoreTests: XCTestCase {
+    func testSIGTERMDuringRestoreRollsBack() throws {
+        let dir = try TestSupport.scratch("restore-kill")
+        defer { try? FileOps.removeTree(dir) }
+        let src = dir + "/src"
+        for i in 0..<3000 { try TestSupport.writeRandom(128 * 1024, to: "\(src)/d\(i % 30)/f\(i).bin", seed: UInt64(i)) }
+        let config = dir + "/b.env"
+        try TestSupport.write("BACKUP_DIR=backups\nTARGETS=data\nTARGET_DATA_KIND=archive\nTARGET_DATA_PATHS=src\nTARGET_DATA_BASE=src\nTARGET_DATA_COMPRESSION=zstd\n", to: config)
+        XCTAssertEqual(try TestSupport.run("backstop", ["backup", "--config", config]).status, 0)
+
+        // The live tree drifts: some files change, some are deleted.
+        for i in stride(from: 0, to: 3000, by: 100) { try TestSupport.write("changed \(i)", to: "\(src)/d\(i % 30)/f\(i).bin") }
+        for i in stride(from: 1, to: 3000, by: 50) { unlink("\(src)/d\(i % 30)/f\(i).bin") }
+        let before = try TestSupport.snapshot(src)
+
+        let p = try TestSupport.start("backstop", ["restore", "data", "--yes", "--config", config])
+        // Wait until the restore has started writing (a deleted file has come back), then stop it.
+        let writing = TestSupport.waitFor(60) { FileOps.exists("\(src)/d1/f1.bin") || FileOps.exists("\(src)/d21/f51.bin") }
+        XCTAssertTrue(writing)
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 143, "the restore was interrupted, not finished")
+        XCTAssertEqual(try TestSupport.snapshot(src), before, "rolled back to exactly the state before the restore")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/backups/pre-restore").count, 1)
+    }
+}

@@ -40,7 +40,8 @@ extension BackupEngine {
             }
         }
         tagged.info("\(options.dryRun ? "dry run: " : "")restoring \(name) from backup \(set.id)")
-        return try target.restore(record, context: context)
+        // A signal mid-restore stops the work and lets the target roll back before exiting.
+        return try Interrupts.shared.deferring { try target.restore(record, context: context) }
     }
 }
 

@@ -13,6 +13,8 @@ public final class Interrupts: @unchecked Sendable {
     private var partialPaths: [String] = []
     private var sources: [DispatchSourceSignal] = []
     private var onInterrupt: [@Sendable (Int32) -> Void] = []
+    private var deferDepth = 0
+    private var pending: Int32?
 
     /// Installs the handlers once. Safe to call more than once.
     public func install() {
@@ -54,8 +56,40 @@ public final class Interrupts: @unchecked Sendable {
         lock.lock(); partialPaths.removeAll { $0 == path }; lock.unlock()
     }
 
+    /// Runs `body` so that a signal does not exit the process in the middle of it: children are
+    /// still stopped, `checkpoint()` throws, and the process exits only after `body` has
+    /// returned (normally after rolling back). Restores run inside this.
+    public func deferring<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock(); deferDepth += 1; lock.unlock()
+        defer {
+            lock.lock()
+            deferDepth -= 1
+            let sig = deferDepth == 0 ? pending : nil
+            lock.unlock()
+            if let sig { handle(sig) }
+        }
+        return try body()
+    }
+
+    /// Throws `InterruptedError` if a signal arrived during `deferring`. Call it between steps.
+    public func checkpoint() throws {
+        lock.lock(); let sig = pending; lock.unlock()
+        if let sig { throw InterruptedError(signal: sig) }
+    }
+
     private func handle(_ sig: Int32) {
         lock.lock()
+        if deferDepth > 0 {
+            let first = pending == nil
+            pending = pending ?? sig
+            let kids = children
+            lock.unlock()
+            for pid in kids { kill(-pid, SIGTERM) }
+            if first {
+                FileHandle.standardError.write(Data("backstop: \(Interrupts.name(sig)) received; stopping and rolling back before exiting, please wait\n".utf8))
+            }
+            return
+        }
         let kids = children
         let partial = partialPaths
         let actions = onInterrupt
@@ -68,8 +102,21 @@ public final class Interrupts: @unchecked Sendable {
         }
         for path in partial { try? FileOps.removeTree(path) }
         for action in actions { action(sig) }
-        let name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP"
-        FileHandle.standardError.write(Data("backstop: interrupted by \(name); stopped children and removed partial output\n".utf8))
+        FileHandle.standardError.write(Data("backstop: interrupted by \(Interrupts.name(sig)); stopped children and removed partial output\n".utf8))
         exit(sig == SIGINT ? ExitStatus.interrupted.rawValue : sig == SIGTERM ? ExitStatus.terminated.rawValue : 129)
     }
+}
+
+extension Interrupts {
+    static func name(_ sig: Int32) -> String {
+        sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "signal \(sig)"
+    }
+}
+
+/// Thrown by `Interrupts.checkpoint()` when a signal arrived during a deferred section.
+public struct InterruptedError: UserFacingError {
+    /// The signal.
+    public let signal: Int32
+    public var message: String { "interrupted by \(Interrupts.name(signal))" }
+    public var exitStatus: ExitStatus { signal == SIGINT ? .interrupted : .terminated }
 }
