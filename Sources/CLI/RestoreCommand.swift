@@ -2,7 +2,7 @@ import ArgumentParser
 import BackupCore
 import Foundation
 
-/// `restore`: puts one target's backup back, with a safety copy and rollback.
+/// `restore`: puts one target's backup (or a whole set) back, with a safety copy and rollback.
 struct RestoreCommand<F: Frontend>: ParsableCommand {
     static var configuration: CommandConfiguration {
         CommandConfiguration(commandName: "restore",
@@ -12,12 +12,15 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     @Argument(help: "The target to restore.")
-    var target: String
+    var target: String?
+
+    @Flag(name: .long, help: "Restore every target of the set (the newest complete set, or --backup ID) together.")
+    var all = false
 
     @Option(name: [.long, .customLong("timestamp")], help: "The backup ID, or 'latest' (the newest good backup of this target).")
     var backup: String = "latest"
 
-    @Option(name: .long, help: "Restore into this directory (or file) instead of the original location.")
+    @Option(name: .long, help: "Restore into this directory (or file) instead of the original location; with --all, each target goes to DIR/TARGET.")
     var to: String?
 
     @Option(name: .long, help: "Restore only entries under this relative path (repeatable).")
@@ -53,8 +56,18 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
     @Flag(name: .long, help: "Print the restore report as JSON.")
     var json = false
 
+    func validate() throws {
+        if all && target != nil { throw ValidationError("name a target or use --all, not both") }
+        if !all && target == nil { throw ValidationError("name the target to restore, or use --all for the whole set") }
+        if all && (!path.isEmpty || into != nil || toTime != nil || toLatest) {
+            throw ValidationError("--path, --into, --to-time and --to-latest apply to one target; name it instead of --all")
+        }
+    }
+
     func run() throws {
         let session = try Session<F>(global, logToFile: !dryRun)
+        if all { return try restoreSet(session) }
+        let target = self.target!
         let destination = to.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }
         if toTime != nil && toLatest { throw UsageError("--to-time and --to-latest exclude each other") }
         let targetTime = try toTime.map { raw -> Date in
@@ -77,6 +90,43 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
         options.dryRun = false
         let report = try session.engine.restore(target: target, id: backup, options: options)
         if json { try printJSON(report) } else { printReport(report) }
+    }
+
+    /// Restores every target of one set, in configured order: plans first, one confirmation,
+    /// then each target with its own safety copy. Stops at the first failure (that target is
+    /// rolled back; the ones before it stay restored, and the report says so).
+    private func restoreSet(_ session: Session<F>) throws {
+        let repo = session.engine.repository
+        let set = backup == "latest"
+            ? try repo.completeSets().first { $0.manifest?.status == .complete }
+                ?? { throw OperationError("no complete backup set in \(repo.root)") }()
+            : try repo.find(backup)
+        let names = session.deployment.targets.map(\.name).filter { set.manifest?.record(for: $0)?.status == .ok }
+        guard !names.isEmpty else { throw OperationError("backup \(set.id) holds no good backup of a configured target") }
+        let base = to.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }
+        func options(_ name: String, dry: Bool) -> RestoreOptions {
+            // A trailing slash tells single-file targets that this is a folder to write into.
+            RestoreOptions(destination: base.map { "\($0)/\(name)/" }, dryRun: dry, force: force, owner: owner, group: group, verifyAfter: verify)
+        }
+        var plans: [RestoreReport] = []
+        for name in names {
+            plans.append(try session.engine.restore(target: name, id: set.id, options: options(name, dry: true)))
+        }
+        if dryRun || !json { plans.forEach(printReport) }
+        if dryRun { return }
+        try confirm("Restore \(names.joined(separator: ", ")) from backup \(set.id) as shown above?", yes: yes)
+        var reports: [RestoreReport] = []
+        for name in names {
+            do {
+                reports.append(try session.engine.restore(target: name, id: set.id, options: options(name, dry: false)))
+            } catch {
+                if !reports.isEmpty {
+                    session.engine.logger.error("restore of \(name) failed and was rolled back; already restored from \(set.id): \(reports.map(\.target).joined(separator: ", "))")
+                }
+                throw error
+            }
+        }
+        if json { try printJSON(reports) } else { reports.forEach(printReport) }
     }
 
     private func printReport(_ report: RestoreReport) {

@@ -174,7 +174,8 @@ public struct ArchiveTarget: BackupTarget {
     public func restore(_ record: TargetRecord, context: RestoreContext) throws -> RestoreReport {
         guard let artifact = record.artifacts.first else { throw OperationError("backup of \(name) has no files") }
         let archivePath = context.setDirectory + "/" + artifact.path
-        let destination = context.options.destination ?? record.facts["base"]?.stringValue ?? base
+        var destination = context.options.destination ?? record.facts["base"]?.stringValue ?? base
+        if destination.count > 1 && destination.hasSuffix("/") { destination.removeLast() }
         let prefixes = context.options.paths.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
         func wanted(_ entry: String) -> Bool {
             prefixes.isEmpty || prefixes.contains { entry == $0 || entry.hasPrefix($0 + "/") }

@@ -115,7 +115,9 @@ public struct SQLiteTarget: BackupTarget {
         guard let artifact = record.artifacts.first else { throw OperationError("backup of \(name) has no files") }
         let original = record.facts["source"]?.stringValue ?? path
         var destination = context.options.destination ?? original
-        if FileOps.isDirectory(destination) { destination += "/" + (original as NSString).lastPathComponent }
+        if destination.hasSuffix("/") || FileOps.isDirectory(destination) {
+            destination = (destination.hasSuffix("/") ? String(destination.dropLast()) : destination) + "/" + (original as NSString).lastPathComponent
+        }
         let exists = FileOps.exists(destination)
         var report = RestoreReport(target: name, destination: destination, dryRun: context.options.dryRun)
         report.lines.append("source: backup \(context.setID), \(artifact.path) (\(Format.bytes(artifact.bytes)))")

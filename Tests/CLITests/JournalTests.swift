@@ -81,3 +81,21 @@ final class JournalTests: XCTestCase {
         XCTAssertTrue(run.stderr.contains("exclude each other"), run.stderr)
     }
 }
+
+extension JournalTests {
+    /// A set (database and codebase from one run) restores together.
+    func testWholeSetRestoresTogether() throws {
+        XCTAssertEqual(try journal(["backup"]).status, 0)
+        let out = dir + "/dr"
+        let dry = try journal(["restore", "--all", "--to", out, "--dry-run"])
+        XCTAssertEqual(dry.status, 0, dry.stderr)
+        XCTAssertTrue(dry.stdout.contains("Restore plan for db") && dry.stdout.contains("Restore plan for codebase"), dry.stdout)
+        XCTAssertFalse(FileOps.exists(out), "a dry run writes nothing")
+        let run = try journal(["restore", "--all", "--to", out, "--yes"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertEqual(try SQLiteDatabase(path: out + "/db/journal.db", readOnly: true).tableRowCounts(), ["entries": 2])
+        XCTAssertEqual(try TestSupport.read(out + "/codebase/journal/app.py"), try TestSupport.read(dir + "/app/journal/app.py"))
+        let both = try journal(["restore", "db", "--all"])
+        XCTAssertEqual(both.status, 2, both.stderr)
+    }
+}
