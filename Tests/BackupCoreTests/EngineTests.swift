@@ -33,10 +33,7 @@ final class EngineTests: XCTestCase {
     override func setUpWithError() throws { dir = try TestSupport.scratch("engine") }
     override func tearDown() { try? FileOps.removeTree(dir) }
 
-    func engine(_ targets: [any BackupTarget]) -> BackupEngine {
-        BackupEngine(repository: Repository(root: dir + "/repo"), targets: targets, frontend: "test",
-                     logger: TestSupport.logger().0, showProgress: false)
-    }
+    func engine(_ targets: [any BackupTarget]) -> BackupEngine { TestSupport.engine(dir + "/repo", targets) }
 
     func testStreamingDigestMatchesKnownVector() throws {
         let w = try HashingFileWriter(path: dir + "/abc")

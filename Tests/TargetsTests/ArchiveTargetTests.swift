@@ -9,10 +9,7 @@ final class ArchiveTargetTests: XCTestCase {
     override func setUpWithError() throws { dir = try TestSupport.scratch("archive") }
     override func tearDown() { try? FileOps.removeTree(dir) }
 
-    func engine(_ targets: [any BackupTarget]) -> BackupEngine {
-        BackupEngine(repository: Repository(root: dir + "/repo"), targets: targets, frontend: "test",
-                     logger: TestSupport.logger().0, showProgress: false)
-    }
+    func engine(_ targets: [any BackupTarget]) -> BackupEngine { TestSupport.engine(dir + "/repo", targets) }
 
     func makeTree() throws -> String {
         let src = dir + "/src"

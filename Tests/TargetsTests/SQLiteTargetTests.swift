@@ -9,10 +9,7 @@ final class SQLiteTargetTests: XCTestCase {
     override func setUpWithError() throws { dir = try TestSupport.scratch("sqlite") }
     override func tearDown() { try? FileOps.removeTree(dir) }
 
-    func engine(_ targets: [any BackupTarget]) -> BackupEngine {
-        BackupEngine(repository: Repository(root: dir + "/repo"), targets: targets, frontend: "test",
-                     logger: TestSupport.logger().0, showProgress: false)
-    }
+    func engine(_ targets: [any BackupTarget]) -> BackupEngine { TestSupport.engine(dir + "/repo", targets) }
 
     func makeDatabase(_ path: String, rows: Int, wal: Bool = false) throws -> SQLiteDatabase {
         let db = try SQLiteDatabase(path: path, readOnly: false, create: true)

@@ -56,6 +56,12 @@ public enum TestSupport {
         return (Logger.backstop(sink: sink, level: .debug), sink)
     }
 
+    /// An engine over a repository at `root`, logging to memory, without progress lines.
+    public static func engine(_ root: String, _ targets: [any BackupTarget]) -> BackupEngine {
+        BackupEngine(repository: Repository(root: root), targets: targets, frontend: "test",
+                     logger: logger().0, showProgress: false)
+    }
+
     /// The folder holding the built executables (beside the test bundle).
     public static var binDirectory: String {
         let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()

@@ -10,15 +10,16 @@ public enum BackstopFrontend: Frontend {
     public static let commandName = "backstop"
     public static let abstract = "Back up, verify and restore the targets declared in a config file."
     public static let configHelp = """
-    Config keys (in --config FILE, default ./.env; environment variables override):
-      BACKUP_DIR                      where backups go (relative paths are relative to the config file)
-      TARGETS                         target names, in run order, e.g. "db code"
-      TARGET_<NAME>_KIND              sqlite | archive
-      KEEP_<TIER>, KEEP_<TIER>_DAYS   retention per tier (daily, weekly, monthly, or KEEP_TIERS)
-      KEEP_MINIMUM                    good backups of each target that are never removed (default 1)
-      sqlite:  TARGET_<NAME>_PATH, _COMPRESSION (gzip|zstd|none), _LEVEL
-      archive: TARGET_<NAME>_PATHS, _BASE, _INCLUDE, _EXCLUDE, _COMPRESSION, _LEVEL, _THREADS, _ARTIFACT
-    See Examples/ and the README for every key.
+    Config keys (--config FILE, default ./.env; the environment overrides):
+      BACKUP_DIR           where backups go (relative to the config file)
+      TARGETS              target names in run order, e.g. "db code"
+      TARGET_<NAME>_KIND   sqlite | archive, then that kind's keys:
+        sqlite:  _PATH _COMPRESSION _LEVEL
+        archive: _PATHS _BASE _INCLUDE _EXCLUDE _COMPRESSION _LEVEL
+                 _THREADS _ARTIFACT
+      KEEP_<TIER>, KEEP_<TIER>_DAYS, KEEP_MINIMUM   retention
+      ALERT_WEBHOOK_URL, HEALTHCHECK_URL, ALERT_EMAIL_TO, SMTP_URL  alerts
+    The README documents every key; Examples/ has configs to copy.
     """
 
     public static func deployment(config: Config) throws -> Deployment {

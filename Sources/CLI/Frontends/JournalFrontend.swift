@@ -25,16 +25,16 @@ public enum JournalFrontend: Frontend {
     public static let commandName = "journal-backup"
     public static let abstract = "Back up the journal application: its database and its codebase."
     public static let configHelp = """
-    Config keys (in --config FILE, default ./.env; environment variables override):
-      BACKUP_DIR          where backups go (default: backups/ beside the config file)
-      DATABASE_TYPE       sqlite (PostgreSQL is planned)
-      SQLITE_PATH         the SQLite database file (required for sqlite)
-      CODEBASE_DIR        the application's source tree (default: the config file's directory)
-      CODEBASE_EXCLUDE    extra globs to leave out (.git, __pycache__, *.pyc, node_modules,
-                          .venv and the backup directory are always left out)
+    Config keys (--config FILE, default ./.env; the environment overrides):
+      BACKUP_DIR            default: backups/ beside the config file
+      DATABASE_TYPE         sqlite
+      SQLITE_PATH           the SQLite database file
+      CODEBASE_DIR          default: the config file's directory
+      CODEBASE_EXCLUDE      extra globs (.git, __pycache__, *.pyc,
+                            node_modules, .venv, the backup dir: always)
       CODEBASE_COMPRESSION  gzip (default) or zstd
-      KEEP_DAILY_DAYS=7, KEEP_WEEKLY_DAYS=28, KEEP_MONTHLY_DAYS=183  retention (seed defaults)
-    Targets: db, codebase. Tiers: backup --tier daily|weekly|monthly. Cleanup: prune (alias cleanup).
+      KEEP_DAILY_DAYS=7 KEEP_WEEKLY_DAYS=28 KEEP_MONTHLY_DAYS=183
+    Targets: db, codebase. Tiers: backup --tier daily|weekly|monthly.
     """
 
     /// Globs the codebase tarball always leaves out.
