@@ -65,7 +65,7 @@ public struct ArchiveTarget: BackupTarget {
     private var extensionSuffix: String { ".tar" + (compression == .none ? "" : compression.suffix) }
 
     private func entryName(_ path: String) -> String {
-        if base == "/" { return String(path.drop(while: { $0 == "/" })) }
+        if base == "/" { return path == "/" ? "." : String(path.drop(while: { $0 == "/" })) }
         if path == base { return "." }
         return String(path.dropFirst(base.count + 1))
     }
@@ -91,18 +91,21 @@ public struct ArchiveTarget: BackupTarget {
         return findings
     }
 
-    /// Walks `path` depth first, calling `visit` for every entry that passes the filters.
-    private func walk(_ path: String, _ visit: (String, String) throws -> Void) throws {
-        let entry = entryName(path)
-        if entry != "." && excluded(entry) { return }
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return } // vanished since listing: skip
-        let isDir = (st.st_mode & S_IFMT) == S_IFDIR
-        if isDir {
-            if entry != "." || base != path { try visit(path, entry) }
-            let children = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-            for child in children.sorted() { try walk(path + "/" + child, visit) }
-        } else if included(entry) {
+    /// Walks `path` depth first with byte-exact names, calling `visit` for every entry that
+    /// passes the filters. Unreadable folders are reported through `unreadable`.
+    private func walk(_ path: RawPath, entry: RawPath, _ visit: (RawPath, RawPath) throws -> Void,
+                      unreadable: (RawPath) -> Void) throws {
+        let isRoot = entry.bytes == [UInt8(ascii: ".")]
+        if !isRoot && excluded(entry.display) { return }
+        guard let st = path.lstat() else { return } // vanished since listing: skip
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            if !isRoot { try visit(path, entry) }
+            guard let children = path.children() else { unreadable(path); return }
+            for child in children {
+                try walk(path.appending(child), entry: isRoot ? RawPath(bytes: child) : entry.appending(child), visit,
+                         unreadable: unreadable)
+            }
+        } else if included(entry.display) {
             try visit(path, entry)
         }
     }
@@ -123,16 +126,17 @@ public struct ArchiveTarget: BackupTarget {
                     skipped.append(.string(path))
                     continue
                 }
-                try walk(path) { full, entry in
-                    var st = stat()
-                    guard lstat(full, &st) == 0 else { return }
+                try walk(RawPath(path), entry: RawPath(entryName(path))) { full, entry in
+                    guard let st = full.lstat() else { return }
                     switch st.st_mode & S_IFMT {
                     case S_IFDIR: dirs += 1
                     case S_IFREG: files += 1
                     default: others += 1
                     }
-                    if members.count < 500 { members.append(.string(entry)) }
+                    if members.count < 500 { members.append(.string(entry.display)) }
                     contentBytes += try archive.addPath(full, as: entry)
+                } unreadable: { dir in
+                    output.warnings.append("cannot read folder \(dir.display); its contents are not in the backup")
                 }
             }
             try archive.close()
@@ -205,14 +209,15 @@ public struct ArchiveTarget: BackupTarget {
         if !prefixes.isEmpty && plan.isEmpty {
             throw UsageError("no entry of \(artifact.path) matches --path \(prefixes.joined(separator: " "))")
         }
-        let overwritten = plan.filter { !$0.isDirectory && FileOps.exists(destination + "/" + $0.path) }
+        let root = RawPath(destination)
+        let overwritten = plan.filter { !$0.isDirectory && root.appending($0.rawPath).lstat() != nil }
         var report = RestoreReport(target: name, destination: destination, dryRun: context.options.dryRun)
         report.lines.append("source: backup \(context.setID), \(artifact.path) (\(Format.bytes(artifact.bytes)))")
         report.lines.append("destination: \(destination)")
         report.lines.append("entries to write: \(plan.count) (\(overwritten.count) existing file(s) overwritten)")
         if context.options.dryRun {
             for e in plan.prefix(50) {
-                report.lines.append("  \(FileOps.exists(destination + "/" + e.path) && !e.isDirectory ? "overwrite" : "create   ") \(e.path)")
+                report.lines.append("  \(root.appending(e.rawPath).lstat() != nil && !e.isDirectory ? "overwrite" : "create   ") \(e.path)")
             }
             if plan.count > 50 { report.lines.append("  ... and \(plan.count - 50) more") }
             return report
@@ -226,14 +231,14 @@ public struct ArchiveTarget: BackupTarget {
             let safetyPath = try context.safetyPath(target: name, suffix: ".tar.gz")
             let w = try HashingFileWriter(path: safetyPath)
             let a = try ArchiveWriter(sink: w, format: .tar, compression: .gzip(level: 1))
-            for e in overwritten { try a.addPath(destination + "/" + e.path, as: e.path) }
+            for e in overwritten { try a.addPath(root.appending(e.rawPath), as: e.rawPath) }
             try a.close()
             _ = try w.finish()
             safety = safetyPath
             report.safetyCopy = safetyPath
             context.logger.info("safety copy of \(overwritten.count) file(s) that will be overwritten: \(safetyPath)")
         }
-        let created = plan.filter { !FileOps.exists(destination + "/" + $0.path) }.map(\.path)
+        let created = plan.filter { root.appending($0.rawPath).lstat() == nil }.map(\.rawPath)
 
         var bytes: Int64 = 0
         do {
@@ -250,7 +255,7 @@ public struct ArchiveTarget: BackupTarget {
             try extractor.close()
         } catch {
             context.logger.error("restore failed (\(error)); rolling back")
-            for path in created.reversed() { try? FileOps.removeTree(destination + "/" + path) }
+            for path in created.reversed() { try? FileOps.removeTree(root.appending(path)) }
             if let safety { try? Self.extractAll(safety, into: destination) }
             throw OperationError("restore of \(name) failed and was rolled back: \(error)")
         }

@@ -146,3 +146,39 @@ final class ArchiveTargetTests: XCTestCase {
         }
     }
 }
+
+extension ArchiveTargetTests {
+    /// Names with spaces, newlines, leading dashes and invalid UTF-8 survive the round trip.
+    func testOddFileNamesRoundTrip() throws {
+        let src = RawPath(dir + "/odd")
+        try FileOps.makeDirectory(src.display)
+        let names: [[UInt8]] = [
+            Array("with space.txt".utf8), Array("new\nline.txt".utf8), Array("-leading-dash".utf8),
+            Array("caf".utf8) + [0xE9] + Array(".txt".utf8), [0xFF, 0xFE, 0x41], Array("ünïcödé ✓".utf8),
+        ]
+        for (i, name) in names.enumerated() {
+            let fd = src.appending(name).withCString { open($0, O_WRONLY | O_CREAT | O_EXCL, 0o644) }
+            XCTAssertGreaterThanOrEqual(fd, 0)
+            _ = "content \(i)".withCString { write(fd, $0, strlen($0)) }
+            close(fd)
+        }
+        let e = engine([ArchiveTarget(name: "odd", paths: [src.display], base: src.display)])
+        let summary = try e.backup()
+        XCTAssertEqual(summary.targets[0].facts["files"], .number(Double(names.count)), "no file is skipped")
+        XCTAssertTrue(try e.verify(e.repository.completeSets())[0].ok)
+        let out = RawPath(dir + "/odd-out")
+        _ = try e.restore(target: "odd", id: "latest", options: RestoreOptions(destination: out.display))
+        XCTAssertEqual(out.children(), src.children())
+        for (i, name) in names.enumerated() {
+            let fd = out.appending(name).withCString { open($0, O_RDONLY) }
+            XCTAssertGreaterThanOrEqual(fd, 0, RawPath(bytes: name).display)
+            var buf = [UInt8](repeating: 0, count: 64)
+            let n = read(fd, &buf, 64)
+            close(fd)
+            XCTAssertEqual(String(decoding: buf[0..<max(n, 0)], as: UTF8.self), "content \(i)")
+        }
+        // Restoring again over them takes a safety copy of every one (the names are found).
+        let again = try e.restore(target: "odd", id: "latest", options: RestoreOptions(destination: out.display))
+        XCTAssertTrue(again.lines.contains { $0.contains("(\(names.count) existing file(s) overwritten)") }, "\(again.lines)")
+    }
+}

@@ -54,20 +54,21 @@ public enum FileOps {
         syncDirectory((to as NSString).deletingLastPathComponent)
     }
 
-    /// Removes a file or a whole tree; a missing path is not an error.
+    /// Removes a file or a whole tree; a missing path is not an error. Read-only folders inside
+    /// (extracted archives) are made writable first so removal cannot half-fail.
     public static func removeTree(_ path: String) throws {
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return }
-        // A tree we created 0700 may contain read-only directories (extracted archives); make
-        // them writable so removal cannot half-fail.
+        try removeTree(RawPath(path))
+    }
+
+    /// Removes a file or a whole tree given as byte-exact path; a missing path is not an error.
+    public static func removeTree(_ path: RawPath) throws {
+        guard let st = path.lstat() else { return }
         if (st.st_mode & S_IFMT) == S_IFDIR {
-            _ = chmod(path, 0o700)
-            if let children = try? FileManager.default.contentsOfDirectory(atPath: path) {
-                for child in children { try removeTree(path + "/" + child) }
-            }
-            guard rmdir(path) == 0 || errno == ENOENT else { throw SystemError("rmdir", path) }
+            _ = path.withCString { chmod($0, 0o700) }
+            for child in path.children() ?? [] { try removeTree(path.appending(child)) }
+            guard path.withCString({ rmdir($0) }) == 0 || errno == ENOENT else { throw SystemError("rmdir", path.display) }
         } else {
-            guard unlink(path) == 0 || errno == ENOENT else { throw SystemError("unlink", path) }
+            guard path.withCString({ unlink($0) }) == 0 || errno == ENOENT else { throw SystemError("unlink", path.display) }
         }
     }
 

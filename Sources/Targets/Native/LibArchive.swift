@@ -128,30 +128,35 @@ public final class ArchiveWriter {
     /// Regular files' bytes are streamed; returns the bytes of content added.
     @discardableResult
     public func addPath(_ path: String, as name: String) throws -> Int64 {
+        try addPath(RawPath(path), as: RawPath(name))
+    }
+
+    /// Adds the object at byte-exact `path` as byte-exact `name` (names need not be UTF-8).
+    @discardableResult
+    public func addPath(_ path: RawPath, as name: RawPath) throws -> Int64 {
         let entry = archive_entry_new()
         defer { archive_entry_free(entry) }
-        var st = stat()
-        guard lstat(path, &st) == 0 else { throw SystemError("stat", path) }
+        guard var st = path.lstat() else { throw SystemError("stat", path.display) }
         let isRegular = (st.st_mode & S_IFMT) == S_IFREG
-        let fd = isRegular ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1
-        if isRegular && fd < 0 { throw SystemError("open", path) }
+        let fd = isRegular ? path.withCString { open($0, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) } : -1
+        if isRegular && fd < 0 { throw SystemError("open", path.display) }
         defer { if fd >= 0 { Glibc.close(fd) } }
-        archive_entry_copy_sourcepath(entry, path)
-        try check(disk, archive_read_disk_entry_from_file(disk, entry, fd, &st), "read metadata of \(path)")
-        archive_entry_copy_pathname(entry, name)
-        try rethrowing(archive_write_header(archive, entry), "add \(path)")
+        path.withCString { archive_entry_copy_sourcepath(entry, $0) }
+        try check(disk, archive_read_disk_entry_from_file(disk, entry, fd, &st), "read metadata of \(path.display)")
+        name.withCString { archive_entry_copy_pathname(entry, $0) }
+        try rethrowing(archive_write_header(archive, entry), "add \(path.display)")
         guard isRegular else { return 0 }
         var total: Int64 = 0
         while true {
             let n = read(fd, buffer, 1 << 20)
-            if n < 0 { if errno == EINTR { continue }; throw SystemError("read", path) }
+            if n < 0 { if errno == EINTR { continue }; throw SystemError("read", path.display) }
             if n == 0 { break }
             let w = archive_write_data(archive, buffer, n)
-            if w < 0 { try rethrowing(Int32(w), "write \(path)") }
+            if w < 0 { try rethrowing(Int32(w), "write \(path.display)") }
             total += Int64(n)
         }
         if total != Int64(st.st_size) {
-            throw ArchiveError(message: "\(path) changed size while it was read (\(st.st_size) -> \(total) bytes)")
+            throw ArchiveError(message: "\(path.display) changed size while it was read (\(st.st_size) -> \(total) bytes)")
         }
         return total
     }
@@ -185,8 +190,10 @@ public final class ArchiveWriter {
 
 /// One entry read from an archive.
 public struct ArchiveEntryInfo: Sendable {
-    /// The stored path name (raw bytes decoded leniently).
-    public let path: String
+    /// The stored path name, byte-exact.
+    public let rawPath: RawPath
+    /// The stored path name for display and matching (invalid UTF-8 shown as `\xNN`).
+    public var path: String { rawPath.display }
     /// The stored symlink target, for symlinks.
     public let symlink: String?
     /// The stored hard-link target, for hard links.
@@ -256,8 +263,9 @@ public final class ArchiveReader {
         if rc == ARCHIVE_EOF { current = nil; return nil }
         try rethrowing(rc, "read \(source.path)")
         current = entry
-        let path = Self.string(archive_entry_pathname(entry)) ?? "(unnamed)"
-        return ArchiveEntryInfo(path: path,
+        let name = archive_entry_pathname(entry)
+        let raw = name.map { RawPath(bytes: Array(UnsafeRawBufferPointer(start: $0, count: strlen($0)))) } ?? RawPath("(unnamed)")
+        return ArchiveEntryInfo(rawPath: raw,
                                 symlink: Self.string(archive_entry_symlink(entry)),
                                 hardlink: Self.string(archive_entry_hardlink(entry)),
                                 size: archive_entry_size(entry),
