@@ -38,6 +38,9 @@ public enum ConfigError: UserFacingError, Equatable {
     public var message: String {
         switch self {
         case let .missingKey(key, file):
+            if !FileManager.default.fileExists(atPath: file) {
+                return "config: missing required key \(key): there is no config file \(file) (pass --config FILE) and \(key) is not set in the environment"
+            }
             return "config: missing required key \(key) in \(file)"
         case let .invalidValue(key, file, value, expected):
             return "config: invalid value for \(key) in \(file): '\(value)' (expected \(expected))"

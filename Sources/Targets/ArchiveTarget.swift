@@ -93,17 +93,18 @@ public struct ArchiveTarget: BackupTarget {
 
     /// Walks `path` depth first with byte-exact names, calling `visit` for every entry that
     /// passes the filters. Unreadable folders are reported through `unreadable`.
-    private func walk(_ path: RawPath, entry: RawPath, _ visit: (RawPath, RawPath) throws -> Void,
+    private func walk(_ path: RawPath, entry: RawPath, skip: RawPath, _ visit: (RawPath, RawPath) throws -> Void,
                       unreadable: (RawPath) -> Void) throws {
         let isRoot = entry.bytes == [UInt8(ascii: ".")]
         if !isRoot && excluded(entry.display) { return }
+        if path == skip { return } // never archive the backup directory into itself
         guard let st = path.lstat() else { return } // vanished since listing: skip
         if (st.st_mode & S_IFMT) == S_IFDIR {
             if !isRoot { try visit(path, entry) }
             guard let children = path.children() else { unreadable(path); return }
             for child in children {
-                try walk(path.appending(child), entry: isRoot ? RawPath(bytes: child) : entry.appending(child), visit,
-                         unreadable: unreadable)
+                try walk(path.appending(child), entry: isRoot ? RawPath(bytes: child) : entry.appending(child), skip: skip,
+                         visit, unreadable: unreadable)
             }
         } else if included(entry.display) {
             try visit(path, entry)
@@ -126,7 +127,7 @@ public struct ArchiveTarget: BackupTarget {
                     skipped.append(.string(path))
                     continue
                 }
-                try walk(RawPath(path), entry: RawPath(entryName(path))) { full, entry in
+                try walk(RawPath(path), entry: RawPath(entryName(path)), skip: RawPath(context.repository.root)) { full, entry in
                     guard let st = full.lstat() else { return }
                     switch st.st_mode & S_IFMT {
                     case S_IFDIR: dirs += 1

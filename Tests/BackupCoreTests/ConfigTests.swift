@@ -36,7 +36,7 @@ final class ConfigTests: XCTestCase {
         let config = Config(file: "/srv/.env", values: ["A": "file", "N": "abc", "B": "maybe"], environment: ["A": "env"])
         XCTAssertEqual(config.string("A"), "env")
         XCTAssertThrowsError(try config.require("MISSING")) { error in
-            XCTAssertEqual("\(error)", "config: missing required key MISSING in /srv/.env")
+            XCTAssertEqual("\(error)", "config: missing required key MISSING: there is no config file /srv/.env (pass --config FILE) and MISSING is not set in the environment")
             XCTAssertEqual((error as? UserFacingError)?.exitStatus, .usage)
         }
         XCTAssertThrowsError(try config.int("N", default: 1, range: 1...10)) { error in

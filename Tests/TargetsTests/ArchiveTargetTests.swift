@@ -135,14 +135,15 @@ final class ArchiveTargetTests: XCTestCase {
         XCTAssertFalse(FileOps.exists(dir + "/absolute.txt"))
     }
 
-    func testConfigErrorsNameTheKey() {
-        let config = Config(file: "/etc/b.env", values: ["TARGET_CODE_PATHS": "/srv/app", "TARGET_CODE_COMPRESSION": "lz4"])
+    func testConfigErrorsNameTheKey() throws {
+        try TestSupport.write("", to: dir + "/b.env")
+        let config = Config(file: dir + "/b.env", values: ["TARGET_CODE_PATHS": "/srv/app", "TARGET_CODE_COMPRESSION": "lz4"])
         XCTAssertThrowsError(try ArchiveTarget(settings: TargetSettings(name: "code", config: config))) { error in
-            XCTAssertTrue("\(error)".hasPrefix("config: invalid value for TARGET_CODE_COMPRESSION in /etc/b.env: 'lz4'"), "\(error)")
+            XCTAssertTrue("\(error)".hasPrefix("config: invalid value for TARGET_CODE_COMPRESSION in \(self.dir)/b.env: 'lz4'"), "\(error)")
         }
-        let missing = Config(file: "/etc/b.env", values: ["TARGETS": "code", "TARGET_CODE_KIND": "archive"])
+        let missing = Config(file: dir + "/b.env", values: ["TARGETS": "code", "TARGET_CODE_KIND": "archive"])
         XCTAssertThrowsError(try TargetRegistry.buildAll(config: missing)) { error in
-            XCTAssertEqual("\(error)", "config: missing required key TARGET_CODE_PATHS in /etc/b.env")
+            XCTAssertEqual("\(error)", "config: missing required key TARGET_CODE_PATHS in \(self.dir)/b.env")
         }
     }
 }
@@ -180,5 +181,19 @@ extension ArchiveTargetTests {
         // Restoring again over them takes a safety copy of every one (the names are found).
         let again = try e.restore(target: "odd", id: "latest", options: RestoreOptions(destination: out.display))
         XCTAssertTrue(again.lines.contains { $0.contains("(\(names.count) existing file(s) overwritten)") }, "\(again.lines)")
+    }
+}
+
+extension ArchiveTargetTests {
+    /// A backup directory inside the archived tree is never archived into itself.
+    func testBackupDirectoryInsideTheSourceIsLeftOut() throws {
+        let src = try makeTree()
+        let e = TestSupport.engine(src + "/backups", [ArchiveTarget(name: "all", paths: [src], base: src)])
+        XCTAssertTrue(try e.backup().succeeded)
+        let second = try e.backup()
+        XCTAssertTrue(second.succeeded)
+        let members = second.targets[0].facts["members"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        XCTAssertFalse(members.contains { $0.hasPrefix("backups") }, "\(members)")
+        XCTAssertTrue(members.contains("app/main.py"))
     }
 }

@@ -66,7 +66,7 @@ public enum SetStatus: String, Codable, Sendable {
 public struct SetManifest: Codable, Sendable {
     /// The manifest format; readers refuse formats they do not know.
     public var format: String = SetManifest.currentFormat
-    /// The set's ID, `YYYYMMDD_HHMMSS` in local time (with `_N` if two runs share a second).
+    /// The set's ID, `YYYYMMDD_HHMMSS` in UTC (with `_N` if two runs share a second).
     public var id: String
     /// The tier (folder) the set lives in: `daily`, `weekly`, `monthly`, or a custom one.
     public var tier: String

@@ -145,8 +145,10 @@ public struct Repository: Sendable {
 
     /// A new, unused set ID for `date` in `tier`.
     public func newSetID(at date: Date, tier: String) -> String {
+        // UTC, so IDs sort in time order across daylight-saving changes.
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
         f.dateFormat = "yyyyMMdd_HHmmss"
         let base = f.string(from: date)
         var id = base
