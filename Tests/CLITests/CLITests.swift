@@ -12,6 +12,10 @@ final class CLITests: XCTestCase {
         try TestSupport.write("print('hello')\n", to: dir + "/src/app.py")
         try TestSupport.write("[core]\n", to: dir + "/src/.git/config")
         config = dir + "/backstop.env"
+        try writeConfig()
+    }
+
+    func writeConfig() throws {
         try TestSupport.write("""
         BACKUP_DIR=backups
         TARGETS=code
@@ -78,7 +82,7 @@ final class CLITests: XCTestCase {
             XCTAssertTrue(run.stderr.contains(config), "names the file: \(run.stderr)")
             XCTAssertEqual(run.stderr.split(separator: "\n").count, 1, "one line: \(run.stderr)")
         }
-        try setUpWithError()
+        try writeConfig()
         let missingFile = try TestSupport.run("backstop", ["list", "--config", dir + "/nope.env"])
         XCTAssertEqual(missingFile.status, 2)
         XCTAssertTrue(missingFile.stderr.contains("nope.env"), missingFile.stderr)
