@@ -10,6 +10,7 @@ public enum TargetRegistry {
     /// The kinds this build knows.
     public static let builders: [String: Builder] = [
         "sqlite": { try SQLiteTarget(settings: $0) },
+        "pg_dump": { try PgDumpTarget(settings: $0) },
         "archive": { try ArchiveTarget(settings: $0) },
     ]
 

@@ -83,6 +83,8 @@ public struct ChildProcess: Sendable {
             inFD = open(path, O_RDONLY | O_CLOEXEC)
             if inFD < 0 { throw SystemError("open", path) }
         case .producer:
+            // A child that stops reading must give us EPIPE, not kill us with SIGPIPE.
+            signal(SIGPIPE, SIG_IGN)
             guard backstop_pipe_cloexec(&inPipe) == 0 else { throw SystemError("pipe", program) }
             inFD = inPipe[0]
         }

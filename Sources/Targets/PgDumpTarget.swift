@@ -1,0 +1,567 @@
+import BackupCore
+import Foundation
+
+/// Logical dumps of PostgreSQL databases with `pg_dump`, one artifact per database, hashed
+/// while they stream; exact row counts taken in the dump's own snapshot; safe restore with a
+/// pre-restore dump and automatic rollback; and a restore drill into a scratch database.
+///
+/// Config (`TARGET_<NAME>_…`): `DATABASE` or `DATABASES` (required), the connection keys of
+/// `PostgresServer` (`HOST`, `PORT`, `USER`, `PASSWORD`, `PASSFILE`, `SSLMODE`, `BIN_DIR`),
+/// `FORMAT` (`custom`, `custom-zstd`, `sql-gzip`), `LEVEL`, `THREADS`, `JOBS`, `ROW_COUNTS`
+/// (`exact`, `estimate`), `MIN_BYTES`, `SHRINK_WARN`.
+public struct PgDumpTarget: BackupTarget {
+    /// How a dump is written.
+    public enum DumpFormat: String, Sendable, CaseIterable {
+        /// `pg_dump -Fc`, compressed by pg_dump itself (gzip).
+        case custom
+        /// `pg_dump -Fc -Z0`, compressed by Backstop with zstd while it streams: much faster.
+        case customZstd = "custom-zstd"
+        /// Plain SQL, gzip-compressed by Backstop (`.sql.gz`, as schedgen keeps them).
+        case sqlGzip = "sql-gzip"
+
+        /// File-name suffix after the database name.
+        var suffix: String {
+            switch self {
+            case .custom: return ".dump"
+            case .customZstd: return ".dump.zst"
+            case .sqlGzip: return ".sql.gz"
+            }
+        }
+    }
+
+    public let name: String
+    public let kind = "pg_dump"
+    /// The server.
+    public let server: PostgresServer
+    /// The databases, one artifact each.
+    public let databases: [String]
+    /// The dump format.
+    public let format: DumpFormat
+    /// Compression level (pg_dump's -Z for `custom`, zstd or gzip level otherwise).
+    public let level: Int?
+    /// zstd worker threads for `custom-zstd`.
+    public let threads: Int
+    /// Parallel jobs for `pg_restore -j`.
+    public let jobs: Int
+    /// Whether row counts are exact (`count(*)` in the dump's snapshot) or planner estimates.
+    public let exactRowCounts: Bool
+    /// A dump smaller than this fails the target.
+    public let minimumBytes: Int64
+    /// Warn when a dump is smaller than the previous one by more than this fraction.
+    public let shrinkWarning: Double
+
+    /// Creates the target.
+    public init(name: String, server: PostgresServer, databases: [String], format: DumpFormat = .custom,
+                level: Int? = nil, threads: Int = 2, jobs: Int = 2, exactRowCounts: Bool = true,
+                minimumBytes: Int64 = 256, shrinkWarning: Double = 0.5) {
+        self.name = name
+        self.server = server
+        self.databases = databases
+        self.format = format
+        self.level = level
+        self.threads = threads
+        self.jobs = jobs
+        self.exactRowCounts = exactRowCounts
+        self.minimumBytes = minimumBytes
+        self.shrinkWarning = shrinkWarning
+    }
+
+    /// Builds the target from its config keys.
+    public init(settings s: TargetSettings) throws {
+        var dbs = s.list("DATABASES")
+        if let one = s.string("DATABASE") { dbs.insert(one, at: 0) }
+        guard !dbs.isEmpty else { throw ConfigError.missingKey(key: s.key("DATABASE"), file: s.config.file) }
+        let format = DumpFormat(rawValue: try s.choice("FORMAT", DumpFormat.allCases.map(\.rawValue), default: "custom"))!
+        let cpus = ProcessInfo.processInfo.activeProcessorCount
+        self.init(name: s.name, server: try PostgresServer(settings: s), databases: dbs, format: format,
+                  level: try s.string("LEVEL") == nil ? nil : s.int("LEVEL", default: 3, range: 0...19),
+                  threads: try s.int("THREADS", default: cpus, range: 1...64),
+                  jobs: try s.int("JOBS", default: cpus, range: 1...64),
+                  exactRowCounts: try s.choice("ROW_COUNTS", ["exact", "estimate"], default: "exact") == "exact",
+                  minimumBytes: Int64(try s.int("MIN_BYTES", default: 256, range: 0...Int.max)),
+                  shrinkWarning: try s.double("SHRINK_WARN", default: 0.5, range: 0...1))
+    }
+
+    public var summary: String {
+        "PostgreSQL \(databases.joined(separator: ", ")) on \(server.label) (pg_dump, \(format.rawValue))"
+    }
+
+    // MARK: preflight
+
+    public func preflight(_ context: PreflightContext) -> [Finding] {
+        var findings: [Finding] = []
+        for (i, db) in databases.enumerated() {
+            let (found, _) = server.preflight(target: name, database: db, tools: i == 0 ? ["pg_dump", "pg_restore"] : [])
+            findings += found
+        }
+        if let passfile = server.passfile, !FileOps.exists(passfile) {
+            findings.append(Finding(.error, target: name, "passfile \(passfile) does not exist"))
+        }
+        return findings
+    }
+
+    // MARK: backup
+
+    public func backup(_ context: BackupContext) throws -> TargetOutput {
+        var output = TargetOutput()
+        var tables: [String: JSONValue] = [:]
+        var dbFacts: [JSONValue] = []
+        for db in databases {
+            let conn = try server.connect(database: db)
+            defer { conn.close() }
+            let version = conn.serverVersion
+            let major = PostgresMajor(serverVersion: version)
+            let pgDump = try server.tool("pg_dump", for: major)
+            output.toolVersions["pg_dump"] = pgDump.versionLine
+            output.toolVersions["server"] = "PostgreSQL \(PostgresServer.versionText(version))"
+            output.facts["serverVersion"] = .string(PostgresServer.versionText(version))
+
+            let meta = try conn.query("""
+                SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype
+                FROM pg_database WHERE datname = current_database()
+                """).first ?? []
+            // One snapshot for the dump and the row counts: export it, hand it to pg_dump,
+            // and count in the same transaction while pg_dump runs.
+            try conn.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            let snapshot = try conn.scalar("SELECT pg_export_snapshot()")
+            let counting = RowCounter(conn: conn, exact: exactRowCounts)
+            counting.start()
+
+            let artifactName = db + format.suffix
+            var args = ["--format=custom", "--no-password"]
+            switch format {
+            case .custom: if let level { args.append("--compress=\(level)") }
+            case .customZstd: args.append("--compress=0")
+            case .sqlGzip: args = ["--format=plain", "--no-password"]
+            }
+            if let snapshot { args.append("--snapshot=\(snapshot)") }
+            args.append("--dbname=\(db)")
+            let child = ChildProcess(pgDump.path, args, environment: server.childEnvironment)
+            let writer = try context.createArtifact(artifactName, label: "\(name): pg_dump \(db)")
+            let outcome: ChildProcess.Outcome
+            do {
+                switch format {
+                case .custom:
+                    outcome = try child.run { try writer.write($0) }
+                case .customZstd, .sqlGzip:
+                    let compression: Compression = format == .customZstd
+                        ? .zstd(level: level ?? 3, threads: threads) : .gzip(level: level ?? 6)
+                    let archive = try ArchiveWriter(sink: writer, format: .raw, compression: compression)
+                    var result: ChildProcess.Outcome?
+                    try archive.addStream(name: artifactName, size: nil) { write in result = try child.run(onStdout: write) }
+                    try archive.close()
+                    outcome = result!
+                }
+            } catch {
+                writer.abandon()
+                _ = counting.finish()
+                throw error
+            }
+            let counted = counting.finish()
+            _ = try? conn.query("COMMIT")
+            guard outcome.status == 0 else {
+                writer.abandon()
+                throw OperationError("pg_dump of \(db) failed (exit \(outcome.status)): \(outcome.lastErrorLine)")
+            }
+            let (bytes, sha) = try writer.finish()
+            let counts = try counted.get()
+            guard bytes >= minimumBytes else {
+                throw OperationError("dump of \(db) is only \(bytes) bytes (less than MIN_BYTES=\(minimumBytes)); not keeping it")
+            }
+            if let previous = context.previous?.record.artifacts.first(where: { ($0.path as NSString).lastPathComponent == artifactName }),
+               Double(bytes) < Double(previous.bytes) * (1 - shrinkWarning) {
+                output.warnings.append("dump of \(db) shrank from \(Format.bytes(previous.bytes)) to \(Format.bytes(bytes)) since the previous backup (more than \(Int(shrinkWarning * 100))%)")
+            }
+            output.artifacts.append(Artifact(path: artifactName, bytes: bytes, sha256: sha, format: "pg_dump+\(format.rawValue)"))
+            tables[db] = .object(counts.mapValues { .number(Double($0)) })
+            dbFacts.append(.object([
+                "name": .string(db), "artifact": .string(artifactName),
+                "owner": meta.count > 0 ? .string(meta[0] ?? "") : .null,
+                "encoding": meta.count > 1 ? .string(meta[1] ?? "") : .null,
+                "collate": meta.count > 2 ? .string(meta[2] ?? "") : .null,
+                "ctype": meta.count > 3 ? .string(meta[3] ?? "") : .null,
+                "rows": .number(Double(counts.values.reduce(0, +))),
+            ]))
+            context.logger.info("dumped \(db): \(counts.count) tables, \(counts.values.reduce(0, +)) rows\(exactRowCounts ? "" : " (estimated)"), \(Format.bytes(bytes))")
+        }
+        output.facts["databases"] = .array(dbFacts)
+        output.facts["tables"] = .object(tables)
+        output.facts["rowCounts"] = .string(exactRowCounts ? "exact, in the dump's snapshot" : "estimate")
+        output.facts["server"] = .string(server.label)
+        output.facts["format"] = .string(format.rawValue)
+        return output
+    }
+
+    // MARK: verify
+
+    public func verify(_ record: TargetRecord, context: VerifyContext) -> [Finding] {
+        let pgRestore = try? server.tool("pg_restore", for: nil)
+        return context.checkArtifacts(record) { artifact, reader in
+            let fmt = Self.format(of: artifact)
+            switch fmt {
+            case .sqlGzip:
+                // A full gzip read; a complete plain dump ends with pg_dump's closing comment.
+                let archive = try ArchiveReader(source: reader, raw: true)
+                guard try archive.next() != nil else { throw OperationError("empty gzip stream") }
+                var tail = [UInt8]()
+                try archive.readData { chunk in
+                    tail.append(contentsOf: chunk)
+                    if tail.count > 4096 { tail.removeFirst(tail.count - 4096) }
+                }
+                guard String(decoding: tail, as: UTF8.self).contains("PostgreSQL database dump complete") else {
+                    throw OperationError("the SQL dump is truncated: pg_dump's closing line is missing")
+                }
+            case .custom, .customZstd:
+                guard let pgRestore else { throw OperationError("pg_restore not found; cannot check the dump's table of contents") }
+                let entries = try Self.listContents(reader, format: fmt, tool: pgRestore)
+                if entries == 0 { throw OperationError("pg_restore --list shows no entries") }
+            }
+        }
+    }
+
+    /// Streams the dump into `pg_restore --list` and returns the number of TOC entries.
+    static func listContents(_ reader: HashingFileReader, format: DumpFormat, tool: PostgresTool) throws -> Int {
+        let source = Unchecked(reader)
+        let child = ChildProcess(tool.path, ["--list"], input: .producer { write in
+            // pg_restore --list stops reading after the table of contents; the caller hashes
+            // the rest of the file.
+            do { try Self.stream(source.value, format: format, into: write) } catch let e as SystemError where e.code == EPIPE {}
+        })
+        let (outcome, text) = try child.capture()
+        guard outcome.status == 0 else {
+            throw OperationError("pg_restore --list failed: \(outcome.lastErrorLine)")
+        }
+        return text.split(separator: "\n").filter { !$0.hasPrefix(";") && !$0.isEmpty }.count
+    }
+
+    /// Hands the dump's uncompressed bytes (a custom archive or SQL) to `write`.
+    static func stream(_ reader: HashingFileReader, format: DumpFormat,
+                       into write: (UnsafeRawBufferPointer) throws -> Void) throws {
+        switch format {
+        case .custom:
+            while true {
+                let n = try reader.read()
+                if n == 0 { break }
+                try write(UnsafeRawBufferPointer(rebasing: reader.buffer[0..<n]))
+            }
+        case .customZstd, .sqlGzip:
+            let archive = try ArchiveReader(source: reader, raw: true)
+            guard try archive.next() != nil else { throw OperationError("\(reader.path) is empty") }
+            try archive.readData(write)
+        }
+    }
+
+    static func format(of artifact: Artifact) -> DumpFormat {
+        DumpFormat(rawValue: String(artifact.format.dropFirst("pg_dump+".count))) ?? .custom
+    }
+
+    // MARK: restore
+
+    /// One database of a stored backup.
+    struct StoredDatabase {
+        var name: String
+        var artifact: Artifact
+        var meta: [String: JSONValue]
+        var tables: [String: Int64]?
+    }
+
+    func storedDatabases(_ record: TargetRecord) -> [StoredDatabase] {
+        let dbs = record.facts["databases"]?.arrayValue ?? []
+        return dbs.compactMap { v in
+            guard let o = v.objectValue, let db = o["name"]?.stringValue, let file = o["artifact"]?.stringValue,
+                  let artifact = record.artifacts.first(where: { ($0.path as NSString).lastPathComponent == file }) else { return nil }
+            let counts = record.facts["tables"]?.objectValue?[db]?.objectValue?.compactMapValues { $0.numberValue.map { Int64($0) } }
+            let exact = record.facts["rowCounts"]?.stringValue?.hasPrefix("exact") ?? false
+            return StoredDatabase(name: db, artifact: artifact, meta: o, tables: exact ? counts : nil)
+        }
+    }
+
+    public func restore(_ record: TargetRecord, context: RestoreContext) throws -> RestoreReport {
+        var stored = storedDatabases(record)
+        if !context.options.paths.isEmpty {
+            stored = stored.filter { context.options.paths.contains($0.name) }
+            guard !stored.isEmpty else {
+                throw UsageError("--path names no database of this backup (it has: \(storedDatabases(record).map(\.name).joined(separator: ", ")))")
+            }
+        }
+        guard !stored.isEmpty else { throw OperationError("backup of \(name) in \(context.setID) lists no databases") }
+        if context.options.intoDatabase != nil && stored.count > 1 {
+            throw UsageError("this backup holds \(stored.count) databases; pick one with --path DB to use --into")
+        }
+        let maintenance = try server.connect(database: "postgres")
+        defer { maintenance.close() }
+        let major = PostgresMajor(serverVersion: maintenance.serverVersion)
+        var report = RestoreReport(target: name, destination: server.label, dryRun: context.options.dryRun)
+        var plans: [(StoredDatabase, String, Bool)] = []
+        for db in stored {
+            let targetName = context.options.intoDatabase ?? db.name
+            let exists = try maintenance.scalar("SELECT 1 FROM pg_database WHERE datname = $1", parameters: [targetName]) != nil
+            plans.append((db, targetName, exists))
+            report.lines.append("source: backup \(context.setID), \(db.artifact.path) (\(Format.bytes(db.artifact.bytes))), database \(db.name)")
+            report.lines.append("target: database \(targetName) on \(server.label) (PostgreSQL \(PostgresServer.versionText(maintenance.serverVersion)))")
+            if exists && context.options.intoDatabase != nil && !context.options.force {
+                throw UsageError("database \(targetName) already exists; choose another --into name or add --force to replace it")
+            }
+            if exists {
+                report.lines.append("  it exists: a safety dump goes to \(context.safetyDirectory)/ first; other connections are terminated; it is dropped and recreated")
+            } else {
+                report.lines.append("  it does not exist yet: it is created")
+            }
+            if let t = db.tables { report.lines.append("  expected: \(t.count) tables, \(t.values.reduce(0, +)) rows (checked after the restore)") }
+        }
+        if context.options.dryRun { return report }
+
+        let pgRestore = try server.tool("pg_restore", for: major)
+        let pgDump = try server.tool("pg_dump", for: major)
+        let psql = try server.tool("psql", for: major)
+        let tools = Tools(pgRestore: pgRestore, pgDump: pgDump, psql: psql)
+        let started = Date()
+        var totalRows: Int64 = 0, totalTables = 0
+        for (db, targetName, exists) in plans {
+            var safety: String?
+            if exists {
+                let path = try context.safetyPath(target: name, suffix: "-\(targetName).dump")
+                try dumpForSafety(database: targetName, to: path, tool: pgDump)
+                safety = path
+                report.safetyCopy = path
+                context.logger.info("safety dump of \(targetName): \(path)")
+            }
+            let liveMeta = exists ? try databaseMeta(maintenance, targetName) : db.meta
+            do {
+                try recreate(maintenance, targetName, meta: liveMeta, dropFirst: exists)
+                try load(db, into: targetName, setDirectory: context.setDirectory, scratch: context.safetyDirectory, tools: tools)
+                let (tables, rows) = try compareCounts(db, database: targetName)
+                totalRows += rows
+                totalTables += tables
+                report.lines.append("restored \(db.name) into \(targetName): \(tables) tables, \(rows) rows\(db.tables == nil ? " (no exact counts in the manifest to compare)" : ", every count matches the manifest")")
+            } catch {
+                if let safety {
+                    do {
+                        try recreate(maintenance, targetName, meta: liveMeta, dropFirst: true)
+                        try run(ChildProcess(tools.pgRestore.path, ["--exit-on-error", "--no-password", "--jobs=\(jobs)", "--dbname=\(targetName)", safety],
+                                             environment: server.childEnvironment), what: "pg_restore of the safety dump")
+                        context.logger.error("restore of \(targetName) failed; rolled back to the safety dump \(safety)")
+                        throw OperationError("restore of \(targetName) failed and was rolled back to its state before the restore (safety dump \(safety)): \(error)")
+                    } catch let rolled as OperationError where rolled.message.hasPrefix("restore of") {
+                        throw rolled
+                    } catch let rollbackError {
+                        throw OperationError("restore of \(targetName) failed (\(error)) AND THE ROLLBACK FAILED (\(rollbackError)); the safety dump is \(safety): restore it with pg_restore --dbname=\(targetName) \(safety)")
+                    }
+                } else if context.options.intoDatabase != nil || !exists {
+                    _ = try? maintenance.query("DROP DATABASE IF EXISTS \(PGConnection.quoteIdentifier(targetName))")
+                    throw OperationError("restore into \(targetName) failed and the half-restored database was dropped: \(error)")
+                }
+                throw error
+            }
+        }
+        let seconds = Date().timeIntervalSince(started)
+        report.facts = ["seconds": .number(seconds), "tables": .number(Double(totalTables)), "rows": .number(Double(totalRows)),
+                        "bytes": .number(Double(stored.reduce(0) { $0 + $1.artifact.bytes }))]
+        report.lines.append("restored in \(Format.seconds(seconds)) with pg_restore -j \(jobs)")
+        if let safety = report.safetyCopy { report.lines.append("safety copy: \(safety)") }
+        return report
+    }
+
+    struct Tools { var pgRestore: PostgresTool; var pgDump: PostgresTool; var psql: PostgresTool }
+
+    private func databaseMeta(_ conn: PGConnection, _ db: String) throws -> [String: JSONValue] {
+        let row = try conn.query("""
+            SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype
+            FROM pg_database WHERE datname = $1
+            """, parameters: [db]).first ?? []
+        var meta: [String: JSONValue] = [:]
+        for (i, key) in ["owner", "encoding", "collate", "ctype"].enumerated() where i < row.count {
+            if let v = row[i] { meta[key] = .string(v) }
+        }
+        return meta
+    }
+
+    /// Drops (ending other sessions) and creates `db` like the original: owner, encoding, locale.
+    private func recreate(_ conn: PGConnection, _ db: String, meta: [String: JSONValue], dropFirst: Bool) throws {
+        let ident = PGConnection.quoteIdentifier(db)
+        if dropFirst {
+            _ = try conn.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", parameters: [db])
+            let force = conn.serverVersion >= 130000 ? " WITH (FORCE)" : ""
+            try conn.query("DROP DATABASE IF EXISTS \(ident)\(force)")
+        }
+        var sql = "CREATE DATABASE \(ident) TEMPLATE template0"
+        if let owner = meta["owner"]?.stringValue, !owner.isEmpty,
+           try conn.scalar("SELECT 1 FROM pg_roles WHERE rolname = $1", parameters: [owner]) != nil {
+            sql += " OWNER \(PGConnection.quoteIdentifier(owner))"
+        }
+        if let e = meta["encoding"]?.stringValue, !e.isEmpty { sql += " ENCODING \(PGConnection.quoteLiteral(e))" }
+        if let c = meta["collate"]?.stringValue, !c.isEmpty { sql += " LC_COLLATE \(PGConnection.quoteLiteral(c))" }
+        if let c = meta["ctype"]?.stringValue, !c.isEmpty { sql += " LC_CTYPE \(PGConnection.quoteLiteral(c))" }
+        try conn.query(sql)
+    }
+
+    /// Loads a stored dump into the (empty) database `targetName`.
+    private func load(_ db: StoredDatabase, into targetName: String, setDirectory: String, scratch: String, tools: Tools) throws {
+        let path = setDirectory + "/" + db.artifact.path
+        let fmt = Self.format(of: db.artifact)
+        let env = server.childEnvironment
+        switch fmt {
+        case .custom:
+            try run(ChildProcess(tools.pgRestore.path, ["--exit-on-error", "--no-password", "--jobs=\(jobs)", "--dbname=\(targetName)", path],
+                                 environment: env), what: "pg_restore")
+        case .customZstd where jobs > 1:
+            // pg_restore -j needs a seekable file: decompress into a private temporary file first.
+            try FileOps.makeDirectory(scratch)
+            let tmp = "\(scratch)/.\(targetName)-\(getpid()).dump"
+            unlink(tmp)
+            Interrupts.shared.registerPartial(tmp)
+            defer { unlink(tmp); Interrupts.shared.unregisterPartial(tmp) }
+            let out = try HashingFileWriter(path: tmp)
+            do {
+                try Self.stream(try HashingFileReader(path: path), format: fmt) { try out.write($0) }
+                _ = try out.finish()
+            } catch { out.abandon(); throw error }
+            try run(ChildProcess(tools.pgRestore.path, ["--exit-on-error", "--no-password", "--jobs=\(jobs)", "--dbname=\(targetName)", tmp],
+                                 environment: env), what: "pg_restore")
+        case .customZstd:
+            try run(ChildProcess(tools.pgRestore.path, ["--exit-on-error", "--no-password", "--dbname=\(targetName)"],
+                                 environment: env, input: .producer { write in
+                try Self.stream(try HashingFileReader(path: path), format: fmt, into: write)
+            }), what: "pg_restore")
+        case .sqlGzip:
+            try run(ChildProcess(tools.psql.path, ["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+                                                   "--dbname=\(targetName)", "-f", "-"],
+                                 environment: env, input: .producer { write in
+                try Self.stream(try HashingFileReader(path: path), format: fmt, into: write)
+            }), what: "psql")
+        }
+    }
+
+    private func run(_ child: ChildProcess, what: String) throws {
+        let outcome = try child.run()
+        guard outcome.status == 0 else { throw OperationError("\(what) failed (exit \(outcome.status)): \(outcome.lastErrorLine)") }
+    }
+
+    private func dumpForSafety(database: String, to path: String, tool: PostgresTool) throws {
+        let writer = try HashingFileWriter(path: path)
+        do {
+            let outcome = try ChildProcess(tool.path, ["--format=custom", "--no-password", "--dbname=\(database)"],
+                                           environment: server.childEnvironment).run { try writer.write($0) }
+            guard outcome.status == 0 else {
+                throw OperationError("safety dump of \(database) failed, nothing was changed: \(outcome.lastErrorLine)")
+            }
+            _ = try writer.finish()
+        } catch {
+            writer.abandon()
+            unlink(path)
+            throw error
+        }
+    }
+
+    /// Counts every table of `database` and compares with the manifest; returns tables and rows.
+    private func compareCounts(_ db: StoredDatabase, database: String) throws -> (Int, Int64) {
+        let conn = try server.connect(database: database)
+        defer { conn.close() }
+        let counted = try RowCounter.count(conn, exact: true)
+        guard let expected = db.tables else { return (counted.count, counted.values.reduce(0, +)) }
+        var problems: [String] = []
+        for (table, n) in expected.sorted(by: { $0.key < $1.key }) {
+            let got = counted[table]
+            if got != n { problems.append("\(table): \(got.map(String.init) ?? "missing") rows, manifest says \(n)") }
+        }
+        for table in counted.keys.sorted() where expected[table] == nil { problems.append("\(table): not in the manifest") }
+        if !problems.isEmpty {
+            throw OperationError("row counts differ from the manifest: \(problems.prefix(3).joined(separator: "; "))\(problems.count > 3 ? " (and \(problems.count - 3) more)" : "")")
+        }
+        return (counted.count, counted.values.reduce(0, +))
+    }
+
+    // MARK: restore drill
+
+    public func restoreDrill(_ record: TargetRecord, context: VerifyContext) throws -> DrillReport? {
+        let setID = (context.setDirectory as NSString).lastPathComponent
+        let problems = context.checkArtifacts(record) { _, _ in }
+        if !problems.isEmpty {
+            return DrillReport(target: name, setID: setID, passed: false, restoreSeconds: 0, lines: problems.map(\.message))
+        }
+        let maintenance = try server.connect(database: "postgres")
+        defer { maintenance.close() }
+        let major = PostgresMajor(serverVersion: maintenance.serverVersion)
+        let tools = Tools(pgRestore: try server.tool("pg_restore", for: major), pgDump: try server.tool("pg_dump", for: major),
+                          psql: try server.tool("psql", for: major))
+        var lines: [String] = []
+        var passed = true
+        let started = Date()
+        for db in storedDatabases(record) {
+            let scratch = "backstop_drill_\(getpid())_\(Int(Date().timeIntervalSince1970))"
+            lines.append("\(db.name): restoring \(db.artifact.path) into scratch database \(scratch)")
+            defer {
+                _ = try? maintenance.query("DROP DATABASE IF EXISTS \(PGConnection.quoteIdentifier(scratch))\(maintenance.serverVersion >= 130000 ? " WITH (FORCE)" : "")")
+            }
+            do {
+                try recreate(maintenance, scratch, meta: db.meta, dropFirst: false)
+                let root = ((context.setDirectory as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
+                let tmp = root + "/state/drill-tmp"
+                defer { try? FileOps.removeTree(tmp) }
+                try load(db, into: scratch, setDirectory: context.setDirectory, scratch: tmp, tools: tools)
+                let (tables, rows) = try compareCounts(db, database: scratch)
+                lines.append("\(db.name): \(tables) tables, \(rows) rows\(db.tables == nil ? " (manifest has estimates only; not compared)" : ", every count matches the manifest")")
+            } catch {
+                passed = false
+                lines.append("\(db.name): \(error)")
+            }
+        }
+        return DrillReport(target: name, setID: setID, passed: passed, restoreSeconds: Date().timeIntervalSince(started), lines: lines)
+    }
+}
+
+/// Counts the rows of every user table on one connection, on its own thread, inside the
+/// transaction that exported the dump's snapshot (so the counts match the dump exactly).
+final class RowCounter: @unchecked Sendable {
+    private let conn: PGConnection
+    private let exact: Bool
+    private var result: Result<[String: Int64], Error> = .success([:])
+    private let done = DispatchSemaphore(value: 0)
+    private var started = false
+
+    init(conn: PGConnection, exact: Bool) {
+        self.conn = conn
+        self.exact = exact
+    }
+
+    func start() {
+        started = true
+        Thread.detachNewThread { [self] in
+            result = Result { try RowCounter.count(conn, exact: exact) }
+            done.signal()
+        }
+    }
+
+    func finish() -> Result<[String: Int64], Error> {
+        if started { done.wait(); started = false }
+        return result
+    }
+
+    /// `schema.table` -> rows, for every ordinary table outside the system schemas.
+    static func count(_ conn: PGConnection, exact: Bool) throws -> [String: Int64] {
+        let rows = try conn.query("""
+            SELECT n.nspname, c.relname, c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+              AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+            ORDER BY 1, 2
+            """)
+        var counts: [String: Int64] = [:]
+        for row in rows {
+            guard let schema = row[0], let table = row[1] else { continue }
+            let key = "\(schema).\(table)"
+            if exact {
+                let sql = "SELECT count(*) FROM \(PGConnection.quoteIdentifier(schema)).\(PGConnection.quoteIdentifier(table))"
+                counts[key] = Int64(try conn.scalar(sql) ?? "0") ?? 0
+            } else {
+                counts[key] = max(0, Int64(row[2] ?? "0") ?? 0)
+            }
+        }
+        return counts
+    }
+}
+
+/// Carries a value that is used by one thread at a time across a `@Sendable` boundary.
+final class Unchecked<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
