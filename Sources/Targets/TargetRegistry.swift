@@ -12,6 +12,7 @@ public enum TargetRegistry {
         "sqlite": { try SQLiteTarget(settings: $0) },
         "pg_dump": { try PgDumpTarget(settings: $0) },
         "archive": { try ArchiveTarget(settings: $0) },
+        "rsync": { try RsyncSnapshotTarget(settings: $0) },
     ]
 
     /// Builds the target `name` from `config`; every key of it must be known to its kind.

@@ -1,0 +1,528 @@
+import BackupCore
+import Foundation
+
+/// Hard-link snapshots of a file tree with rsync (contentstores, media uploads).
+///
+/// Each run copies the source into `<set>/<target>/tree/` with
+/// `rsync -a --delete --numeric-ids --link-dest=<previous snapshot, absolute>`, so unchanged
+/// files are hard links to the previous snapshot and cost neither space nor time. Beside the
+/// tree, `files.manifest` (the artifact, so its own SHA-256 is in the set manifest) lists every
+/// file with size, mtime, mode and SHA-256. Only files rsync wrote are hashed: a file that is
+/// the same inode as in the previous snapshot carries its hash forward. After the set is
+/// committed, `BACKUP_DIR/links/<target>/<LINK>` (default `latest`) is moved to the new tree
+/// atomically.
+///
+/// Config (`TARGET_<NAME>_…`): `SOURCE` (required), `LINK` (default `latest`), `EXCLUDE`,
+/// `DEFAULT_EXCLUDES` (default true: `.DS_Store Thumbs.db *.tmp`), `HARD_LINKS` (-H),
+/// `ACLS` (-A), `XATTRS` (-X), `BWLIMIT` (KiB/s), `RESTORE_OWNER`, `RESTORE_GROUP`,
+/// `RESTORE_CHMOD` (an rsync `--chmod` spec such as `D755,F644`).
+public struct RsyncSnapshotTarget: BackupTarget {
+    public let name: String
+    public let kind = "rsync"
+    /// The tree to snapshot (absolute, no trailing slash).
+    public let source: String
+    /// The name of the link to the newest snapshot, in `BACKUP_DIR/links/<target>/`.
+    public let linkName: String
+    /// rsync exclude patterns (defaults plus configured ones).
+    public let excludes: [String]
+    /// rsync -H, -A, -X.
+    public let hardLinks: Bool, acls: Bool, xattrs: Bool
+    /// rsync --bwlimit in KiB/s (0: none).
+    public let bandwidthLimit: Int
+    /// Defaults for restore: owner, group, and an rsync --chmod spec.
+    public let restoreOwner: String?, restoreGroup: String?, restoreChmod: String?
+
+    /// Patterns left out unless `DEFAULT_EXCLUDES=false`.
+    public static let defaultExcludes = [".DS_Store", "Thumbs.db", "*.tmp"]
+    static let treeFolder = "tree"
+    static let manifestName = "files.manifest"
+
+    /// Creates the target.
+    public init(name: String, source: String, linkName: String = "latest", excludes: [String] = RsyncSnapshotTarget.defaultExcludes,
+                hardLinks: Bool = false, acls: Bool = false, xattrs: Bool = false, bandwidthLimit: Int = 0,
+                restoreOwner: String? = nil, restoreGroup: String? = nil, restoreChmod: String? = nil) {
+        self.name = name
+        self.source = source.count > 1 && source.hasSuffix("/") ? String(source.dropLast()) : source
+        self.linkName = linkName
+        self.excludes = excludes
+        self.hardLinks = hardLinks
+        self.acls = acls
+        self.xattrs = xattrs
+        self.bandwidthLimit = bandwidthLimit
+        self.restoreOwner = restoreOwner
+        self.restoreGroup = restoreGroup
+        self.restoreChmod = restoreChmod
+    }
+
+    /// Builds the target from its config keys.
+    public init(settings s: TargetSettings) throws {
+        let source = try s.requirePath("SOURCE")
+        let link = s.string("LINK") ?? "latest"
+        guard !link.contains("/"), !link.hasPrefix("."), !link.isEmpty else {
+            throw ConfigError.invalidValue(key: s.key("LINK"), file: s.config.file, value: link, expected: "a file name without / that does not start with .")
+        }
+        let defaults = try s.bool("DEFAULT_EXCLUDES", default: true)
+        let chmodSpec = s.string("RESTORE_CHMOD")
+        if let chmodSpec, chmodSpec.range(of: "^[DF]?[0-7]{3,4}(,[DF]?[0-7]{3,4})*$|^[ugoaDF,+=rwxXst-]+$", options: .regularExpression) == nil {
+            throw ConfigError.invalidValue(key: s.key("RESTORE_CHMOD"), file: s.config.file, value: chmodSpec, expected: "an rsync --chmod spec such as D755,F644")
+        }
+        for key in ["RESTORE_OWNER", "RESTORE_GROUP"] {
+            if let v = s.string(key), v.range(of: "^[A-Za-z0-9_][A-Za-z0-9_.-]*$", options: .regularExpression) == nil {
+                throw ConfigError.invalidValue(key: s.key(key), file: s.config.file, value: v, expected: "a user or group name, or a number")
+            }
+        }
+        self.init(name: s.name, source: source, linkName: link,
+                  excludes: (defaults ? Self.defaultExcludes : []) + s.list("EXCLUDE"),
+                  hardLinks: try s.bool("HARD_LINKS", default: false), acls: try s.bool("ACLS", default: false),
+                  xattrs: try s.bool("XATTRS", default: false), bandwidthLimit: try s.int("BWLIMIT", default: 0, range: 0...10_000_000),
+                  restoreOwner: s.string("RESTORE_OWNER"), restoreGroup: s.string("RESTORE_GROUP"), restoreChmod: chmodSpec)
+    }
+
+    public var summary: String {
+        "rsync snapshot of \(source) (hard links to the previous snapshot\(excludes.isEmpty ? "" : ", excluding \(excludes.joined(separator: " "))"))"
+    }
+
+    public func preflight(_ context: PreflightContext) -> [Finding] {
+        var findings: [Finding] = []
+        if ChildProcess.which("rsync") == nil { findings.append(Finding(.error, target: name, "rsync is not installed (apt-get install rsync)")) }
+        if !FileOps.isDirectory(source) {
+            findings.append(Finding(.error, target: name, "\(source) is not a directory"))
+        } else if access(source, R_OK | X_OK) != 0 {
+            findings.append(Finding(.error, target: name, "\(source) is not readable by this user"))
+        }
+        return findings
+    }
+
+    /// The options both backup and restore pass to rsync.
+    private var preserveOptions: [String] {
+        ["-a", "--numeric-ids"] + (hardLinks ? ["-H"] : []) + (acls ? ["-A"] : []) + (xattrs ? ["-X"] : [])
+    }
+
+    /// rsync's environment: the C locale, so names are escaped the same way on every host.
+    private static let environment = ["LC_ALL": "C"]
+
+    /// One line of `--out-format=%i|%l|%n` output.
+    struct ItemizedLine {
+        var item: String
+        var length: Int64
+        var name: [UInt8]
+        var isTransferredFile: Bool { item.hasPrefix(">f") }
+        var isDeletion: Bool { item.hasPrefix("*deleting") }
+    }
+
+    /// Runs rsync with `--out-format=%i|%l|%n`, handing every parsed line to `line`.
+    static func runRsync(_ arguments: [String], line: (ItemizedLine) throws -> Void) throws -> ChildProcess.Outcome {
+        var pending: [UInt8] = []
+        func consume(_ raw: ArraySlice<UInt8>) throws {
+            guard let bar1 = raw.firstIndex(of: UInt8(ascii: "|")) else { return }
+            let rest = raw[(bar1 + 1)...]
+            guard let bar2 = rest.firstIndex(of: UInt8(ascii: "|")) else { return }
+            let item = String(decoding: raw[raw.startIndex..<bar1], as: UTF8.self).trimmingCharacters(in: .whitespaces)
+            let length = Int64(String(decoding: rest[rest.startIndex..<bar2], as: UTF8.self).replacingOccurrences(of: ",", with: "")) ?? 0
+            try line(ItemizedLine(item: item, length: length, name: FileTreeManifest.rsyncUnescape(rest[(bar2 + 1)...])))
+        }
+        let outcome = try ChildProcess("rsync", ["--out-format=%i|%l|%n"] + arguments, environment: environment).run { chunk in
+            pending.append(contentsOf: chunk)
+            var start = 0
+            while let nl = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                try consume(pending[start..<nl])
+                start = nl + 1
+            }
+            pending.removeFirst(start)
+        }
+        if !pending.isEmpty { try consume(pending[...]) }
+        return outcome
+    }
+
+    // MARK: backup
+
+    public func backup(_ context: BackupContext) throws -> TargetOutput {
+        var output = TargetOutput()
+        let tree = context.directory + "/" + Self.treeFolder
+        try FileOps.makeDirectory(tree)
+
+        // The previous snapshot: its tree for --link-dest, its manifest for hashes to carry.
+        var linkDest: String?
+        var previousEntries: [[UInt8]: FileTreeEntry] = [:]
+        if let previous = context.previous {
+            var prevDir = previous.directory
+            if !prevDir.hasPrefix("/") { prevDir = FileManager.default.currentDirectoryPath + "/" + prevDir }
+            let prevTree = prevDir + "/" + Self.treeFolder
+            if FileOps.isDirectory(prevTree) {
+                linkDest = prevTree
+                do {
+                    previousEntries = try Self.loadManifest(previous.record, targetDirectory: prevDir)
+                } catch {
+                    output.warnings.append("previous snapshot's manifest cannot be used (\(error)); every file is hashed")
+                }
+            } else {
+                output.warnings.append("previous snapshot \(prevTree) is missing; this snapshot is a full copy")
+            }
+        }
+
+        var args = preserveOptions + ["--delete"]
+        if bandwidthLimit > 0 { args.append("--bwlimit=\(bandwidthLimit)") }
+        for pattern in excludes { args.append("--exclude=\(pattern)") }
+        // Never copy the backup directory into itself.
+        let root = context.repository.root
+        if root.hasPrefix(source + "/") { args.append("--exclude=/\(root.dropFirst(source.count + 1))/") }
+        if let linkDest { args.append("--link-dest=\(linkDest)") }
+        args += ["--", source + "/", tree + "/"]
+
+        var transferred = Set<[UInt8]>()
+        var filesTransferred = 0
+        var bytesTransferred: Int64 = 0
+        let rsyncStarted = Date()
+        let outcome = try Self.runRsync(args) { line in
+            if line.isTransferredFile {
+                filesTransferred += 1
+                bytesTransferred += line.length
+                transferred.insert(line.name)
+            }
+        }
+        let rsyncSeconds = Date().timeIntervalSince(rsyncStarted)
+        switch outcome.status {
+        case 0: break
+        case 23: output.warnings.append("rsync exit 23 (partial transfer: some files could not be copied): \(outcome.lastErrorLine)")
+        case 24: output.warnings.append("rsync exit 24 (some files vanished while they were copied): \(outcome.lastErrorLine)")
+        default: throw OperationError("rsync failed with exit \(outcome.status): \(outcome.lastErrorLine)")
+        }
+        try Interrupts.shared.checkpoint()
+
+        // The per-file manifest: walk the new snapshot, hash only what rsync wrote.
+        let hashStarted = Date()
+        let treeRaw = RawPath(tree)
+        let prevRaw = linkDest.map { RawPath($0) }
+        var files = 0, dirs = 0, symlinks = 0, hashed = 0, carried = 0
+        var apparent: Int64 = 0, unique: Int64 = 0, bytesHashed: Int64 = 0
+        var matchedTransferred = 0
+        let writer = try context.createArtifact(Self.manifestName)
+        do {
+            try writer.write(Data((FileTreeManifest.header + "\n").utf8))
+            try TreeWalk.walk(treeRaw) { rel, st in
+                let type = st.st_mode & S_IFMT
+                if type == S_IFDIR { dirs += 1; return }
+                guard type == S_IFREG || type == S_IFLNK else { return }
+                let isLink = type == S_IFLNK
+                if isLink { symlinks += 1 } else {
+                    files += 1
+                    apparent += Int64(st.st_size)
+                    if st.st_nlink == 1 { unique += Int64(st.st_size) }
+                }
+                let wasTransferred = transferred.contains(rel.bytes)
+                if wasTransferred { matchedTransferred += 1 }
+                var sha: String?
+                if !wasTransferred, let prev = previousEntries[rel.bytes], prev.size == Int64(st.st_size),
+                   let prevSt = prevRaw?.appending(rel).lstat(), prevSt.st_ino == st.st_ino, prevSt.st_dev == st.st_dev {
+                    sha = prev.sha256 // the same inode as in the previous snapshot: same bytes
+                    carried += 1
+                }
+                if sha == nil {
+                    try Interrupts.shared.checkpoint()
+                    sha = try FileTreeManifest.hash(treeRaw.appending(rel), isLink: isLink)
+                    hashed += 1
+                    bytesHashed += Int64(st.st_size)
+                }
+                let entry = FileTreeEntry(type: isLink ? UInt8(ascii: "l") : UInt8(ascii: "f"), path: rel, size: Int64(st.st_size),
+                                          mtimeSeconds: st.st_mtim.tv_sec, mtimeNanoseconds: st.st_mtim.tv_nsec,
+                                          mode: UInt32(st.st_mode & 0o7777), sha256: sha!)
+                try writer.write(Data(FileTreeManifest.line(entry).utf8))
+            }
+        } catch {
+            writer.abandon()
+            throw error
+        }
+        let (bytes, sha) = try writer.finish()
+        output.artifacts = [Artifact(path: Self.manifestName, bytes: bytes, sha256: sha, format: "backstop-files/1")]
+        output.facts = [
+            "source": .string(source),
+            "snapshot": .string(Self.treeFolder),
+            "linkDest": linkDest.map { .string($0) } ?? .null,
+            "files": .number(Double(files)),
+            "directories": .number(Double(dirs)),
+            "symlinks": .number(Double(symlinks)),
+            "filesTransferred": .number(Double(filesTransferred)),
+            "bytesTransferred": .number(Double(bytesTransferred)),
+            "filesHashed": .number(Double(hashed)),
+            "bytesHashed": .number(Double(bytesHashed)),
+            "filesCarriedForward": .number(Double(carried)),
+            "apparentBytes": .number(Double(apparent)),
+            "uniqueBytes": .number(Double(unique)),
+            "itemizedNotFound": .number(Double(transferred.count - matchedTransferred)),
+            "rsyncExit": .number(Double(outcome.status)),
+            "rsyncSeconds": .number(rsyncSeconds),
+            "hashSeconds": .number(Date().timeIntervalSince(hashStarted)),
+            "excludes": .array(excludes.map { .string($0) }),
+            "options": .string(preserveOptions.joined(separator: " ")),
+        ]
+        if transferred.count != matchedTransferred {
+            output.warnings.append("\(transferred.count - matchedTransferred) name(s) rsync reported as copied are not in the snapshot (vanished or excluded)")
+        }
+        if let (vOutcome, text) = try? ChildProcess("rsync", ["--version"]).capture(), vOutcome.status == 0 {
+            output.toolVersions["rsync"] = text.split(separator: "\n").first.map { String($0) }
+        }
+        context.logger.info("snapshot: \(files) files, \(filesTransferred) copied (\(Format.bytes(bytesTransferred))), \(hashed) hashed, \(carried) hashes carried forward")
+        return output
+    }
+
+    /// Reads a snapshot's per-file manifest, checking its SHA-256 against the record.
+    static func loadManifest(_ record: TargetRecord, targetDirectory: String) throws -> [[UInt8]: FileTreeEntry] {
+        var map: [[UInt8]: FileTreeEntry] = [:]
+        for e in try loadEntries(record, targetDirectory: targetDirectory) { map[e.path.bytes] = e }
+        return map
+    }
+
+    static func loadEntries(_ record: TargetRecord, targetDirectory: String) throws -> [FileTreeEntry] {
+        guard let artifact = record.artifacts.first else { throw OperationError("no per-file manifest in the record") }
+        let path = targetDirectory + "/" + (artifact.path as NSString).lastPathComponent
+        guard let data = FileManager.default.contents(atPath: path) else { throw OperationError("\(path) is missing") }
+        var h = StreamingSHA256()
+        data.withUnsafeBytes { h.update($0) }
+        guard h.hexDigest() == artifact.sha256 else { throw OperationError("\(path): checksum mismatch") }
+        return try FileTreeManifest.parse(data)
+    }
+
+    /// The link to the newest snapshot.
+    public func linkPath(repository: Repository) -> String {
+        "\(repository.root)/links/\(name)/\(linkName)"
+    }
+
+    public func didCommit(_ record: TargetRecord, setDirectory: String, context: BackupContext) throws {
+        let root = context.repository.root
+        guard setDirectory.hasPrefix(root + "/") else { return }
+        let link = linkPath(repository: context.repository)
+        let folder = (link as NSString).deletingLastPathComponent
+        try FileOps.makeDirectory(folder)
+        // Relative, so the backup directory can be moved or mounted elsewhere.
+        let target = "../../\(setDirectory.dropFirst(root.count + 1))/\(name)/\(Self.treeFolder)"
+        let tmp = "\(folder)/.\(linkName).tmp-\(getpid())"
+        unlink(tmp)
+        guard symlink(target, tmp) == 0 else { throw SystemError("symlink", tmp) }
+        do { try FileOps.rename(tmp, to: link) } catch { unlink(tmp); throw error }
+    }
+
+    // MARK: verify
+
+    public func verify(_ record: TargetRecord, context: VerifyContext) -> [Finding] {
+        var findings = context.checkArtifacts(record) { _, _ in }
+        guard findings.isEmpty, let artifact = record.artifacts.first else { return findings }
+        let targetDir = context.setDirectory + "/" + (artifact.path as NSString).deletingLastPathComponent
+        let entries: [FileTreeEntry]
+        do { entries = try Self.loadEntries(record, targetDirectory: targetDir) } catch {
+            return [Finding(.error, target: name, "\(artifact.path): \(error)")]
+        }
+        let tree = RawPath(targetDir + "/" + Self.treeFolder)
+        var problems: [String] = []
+        var missing = 0, changed = 0, extra = 0
+        var unique: Int64 = 0, apparent: Int64 = 0
+        for e in entries {
+            let full = tree.appending(e.path)
+            guard let st = full.lstat() else { missing += 1; problems.append("\(e.path.display): missing"); continue }
+            let isLink = (st.st_mode & S_IFMT) == S_IFLNK
+            if isLink != (e.type == UInt8(ascii: "l")) || Int64(st.st_size) != e.size {
+                changed += 1
+                problems.append("\(e.path.display): size \(st.st_size) bytes, manifest says \(e.size)")
+                continue
+            }
+            if !isLink {
+                apparent += Int64(st.st_size)
+                if st.st_nlink == 1 { unique += Int64(st.st_size) }
+            }
+            if context.deep {
+                do {
+                    let sha = try FileTreeManifest.hash(full, isLink: isLink)
+                    if sha != e.sha256 {
+                        changed += 1
+                        problems.append("\(e.path.display): content changed (SHA-256 \(sha), manifest says \(e.sha256))")
+                    }
+                } catch {
+                    changed += 1
+                    problems.append("\(e.path.display): \(error)")
+                }
+            }
+        }
+        if context.deep {
+            let known = Set(entries.map(\.path.bytes))
+            do {
+                try TreeWalk.walk(tree) { rel, st in
+                    let type = st.st_mode & S_IFMT
+                    if (type == S_IFREG || type == S_IFLNK) && !known.contains(rel.bytes) {
+                        extra += 1
+                        problems.append("\(rel.display): extra file, not in the manifest")
+                    }
+                }
+            } catch {
+                problems.append("\(error)")
+            }
+        }
+        for p in problems.prefix(50) { findings.append(Finding(.error, target: name, "snapshot: \(p)")) }
+        if problems.count > 50 { findings.append(Finding(.error, target: name, "snapshot: ... and \(problems.count - 50) more problems")) }
+        if !problems.isEmpty {
+            findings.append(Finding(.error, target: name, "snapshot: \(missing) missing, \(changed) changed, \(extra) extra of \(entries.count) files"))
+        }
+        findings.append(Finding(.info, target: name, "snapshot: \(entries.count) files, \(Format.bytes(apparent)); unique to this snapshot now: \(Format.bytes(unique))\(context.deep ? "; every file re-hashed" : "")"))
+        return findings
+    }
+
+    // MARK: restore
+
+    public func restore(_ record: TargetRecord, context: RestoreContext) throws -> RestoreReport {
+        guard let artifact = record.artifacts.first else { throw OperationError("backup of \(name) has no per-file manifest") }
+        let targetDir = context.setDirectory + "/" + (artifact.path as NSString).deletingLastPathComponent
+        let snapshot = targetDir + "/" + Self.treeFolder
+        let entries = try Self.loadEntries(record, targetDirectory: targetDir)
+        var destination = context.options.destination ?? record.facts["source"]?.stringValue ?? source
+        if destination.count > 1 && destination.hasSuffix("/") { destination.removeLast() }
+
+        var prefixes: [String] = []
+        for raw in context.options.paths {
+            var p = raw
+            while p.hasPrefix("./") { p.removeFirst(2) }
+            while p.hasSuffix("/") { p.removeLast() }
+            guard !p.isEmpty, !p.hasPrefix("/"), !p.split(separator: "/").contains("..") else {
+                throw UsageError("--path \(raw): give a path relative to the snapshot, without ..")
+            }
+            guard FileOps.exists(snapshot + "/" + p) else { throw UsageError("--path \(raw): not in backup \(context.setID)") }
+            prefixes.append(p)
+        }
+        func inScope(_ e: FileTreeEntry) -> Bool {
+            guard !prefixes.isEmpty else { return true }
+            let bytes = e.path.bytes
+            return prefixes.contains { p in
+                let pb = Array(p.utf8)
+                return bytes == pb || (bytes.count > pb.count && bytes.starts(with: pb) && bytes[pb.count] == UInt8(ascii: "/"))
+            }
+        }
+        let scope = entries.filter(inScope)
+        let scopeBytes = scope.reduce(Int64(0)) { $0 + $1.size }
+        let destExists = FileOps.exists(destination)
+        let nonEmpty = destExists && !(RawPath(destination).children() ?? []).isEmpty
+
+        var args = preserveOptions
+        if prefixes.isEmpty { args.append("--delete") } else { args.append("-R") }
+        // Excluded files were never backed up: keep them in the destination (and out of --delete).
+        for pattern in excludes { args.append("--exclude=\(pattern)") }
+        let owner = context.options.owner ?? restoreOwner, group = context.options.group ?? restoreGroup
+        if owner != nil || group != nil { args.append("--chown=\(owner ?? ""):\(group ?? "")") }
+        if let restoreChmod { args.append("--chmod=\(restoreChmod)") }
+        args.append("--")
+        args += prefixes.isEmpty ? [snapshot + "/"] : prefixes.map { "\(snapshot)/./\($0)" }
+        args.append(destination + "/")
+
+        var report = RestoreReport(target: name, destination: destination, dryRun: context.options.dryRun)
+        report.lines.append("source: backup \(context.setID), snapshot \(snapshot)")
+        report.lines.append("destination: \(destination)\(prefixes.isEmpty ? "" : " (only \(prefixes.joined(separator: ", ")))")")
+        report.lines.append("from the backup: \(scope.count) file(s), \(Format.bytes(scopeBytes))")
+        if owner != nil || group != nil { report.lines.append("owner:group set to \(owner ?? "-"):\(group ?? "-")") }
+        if let restoreChmod { report.lines.append("modes set with --chmod=\(restoreChmod)") }
+
+        if context.options.dryRun {
+            var writes = 0, deletes = 0
+            var shown: [String] = []
+            if destExists {
+                let outcome = try Self.runRsync(["-n"] + args) { line in
+                    if line.isTransferredFile { writes += 1 } else if line.isDeletion { deletes += 1 } else { return }
+                    if shown.count < 50 { shown.append("  \(line.isDeletion ? "delete" : "write ") \(RawPath(bytes: line.name).display)") }
+                }
+                guard outcome.status == 0 else { throw OperationError("rsync --dry-run failed with exit \(outcome.status): \(outcome.lastErrorLine)") }
+            } else {
+                writes = scope.count
+            }
+            report.lines.append("files to write: \(writes); files to delete: \(deletes)\(prefixes.isEmpty ? "" : " (--path never deletes)")")
+            report.lines += shown
+            if writes + deletes > shown.count { report.lines.append("  ... and \(writes + deletes - shown.count) more") }
+            report.lines.append(nonEmpty ? "a hard-link copy of the current files is taken into \(context.safetyDirectory) first" : "the destination is empty: no safety copy needed")
+            return report
+        }
+
+        let started = Date()
+        // Safety copy: a hard-link snapshot of what is there now (rsync writes new files and
+        // renames them into place, so the linked old contents stay intact).
+        var safety: String?
+        var safetyCopied: [String] = []
+        if nonEmpty {
+            let safetyPath = try context.safetyPath(target: name, suffix: "")
+            try FileOps.makeDirectory(safetyPath)
+            let sameDevice = (RawPath(destination).lstat()?.st_dev).map { $0 == RawPath(safetyPath).lstat()?.st_dev } ?? false
+            let items = prefixes.isEmpty ? ["."] : prefixes.filter { FileOps.exists(destination + "/" + $0) }
+            for item in items {
+                let from = item == "." ? destination + "/." : destination + "/" + item
+                let to = item == "." ? safetyPath : safetyPath + "/" + item
+                if item != "." { try FileOps.makeDirectory((to as NSString).deletingLastPathComponent) }
+                let (outcome, _) = try ChildProcess("cp", [sameDevice ? "-al" : "-a", "--", from, to]).capture()
+                guard outcome.status == 0 else {
+                    try? FileOps.removeTree(safetyPath)
+                    throw OperationError("could not take the safety copy (\(outcome.lastErrorLine)); nothing was restored")
+                }
+                safetyCopied.append(item)
+            }
+            safety = safetyPath
+            report.safetyCopy = safetyPath
+            context.logger.info("safety copy (\(sameDevice ? "hard links" : "full copy")) of the current files: \(safetyPath)")
+        }
+
+        func rollBack(_ reason: String) -> OperationError {
+            context.logger.error("restore failed (\(reason)); rolling back")
+            if let safety {
+                for item in safetyCopied {
+                    if item == "." {
+                        _ = try? ChildProcess("rsync", preserveOptions + ["--delete", "--", safety + "/", destination + "/"]).run()
+                    } else {
+                        try? FileOps.removeTree(destination + "/" + item)
+                        _ = try? ChildProcess("cp", ["-a", "--", safety + "/" + item, destination + "/" + item]).run()
+                    }
+                }
+                // Paths that did not exist before the restore are removed again.
+                for p in prefixes where !safetyCopied.contains(p) { try? FileOps.removeTree(destination + "/" + p) }
+            } else if !destExists {
+                try? FileOps.removeTree(destination)
+            } else {
+                for child in RawPath(destination).children() ?? [] { try? FileOps.removeTree(RawPath(destination).appending(child)) }
+            }
+            return OperationError("restore of \(name) failed and was rolled back: \(reason)")
+        }
+
+        var written = 0, deleted = 0
+        var bytes: Int64 = 0
+        do {
+            try FileOps.makeDirectory(destination)
+            let outcome = try Self.runRsync(args) { line in
+                if line.isTransferredFile { written += 1; bytes += line.length } else if line.isDeletion { deleted += 1 }
+            }
+            try Interrupts.shared.checkpoint()
+            guard outcome.status == 0 else { throw OperationError("rsync exited \(outcome.status): \(outcome.lastErrorLine)") }
+        } catch {
+            throw rollBack("\(error)")
+        }
+
+        // Check what was restored against the manifest: sizes always, hashes with --verify.
+        var mismatches: [String] = []
+        let dest = RawPath(destination)
+        for e in scope {
+            let full = dest.appending(e.path)
+            guard let st = full.lstat() else { mismatches.append("\(e.path.display): missing"); continue }
+            if Int64(st.st_size) != e.size { mismatches.append("\(e.path.display): size \(st.st_size), manifest says \(e.size)"); continue }
+            if context.options.verifyAfter {
+                let sha = (try? FileTreeManifest.hash(full, isLink: (st.st_mode & S_IFMT) == S_IFLNK)) ?? "unreadable"
+                if sha != e.sha256 { mismatches.append("\(e.path.display): SHA-256 \(sha), manifest says \(e.sha256)") }
+            }
+        }
+        if !mismatches.isEmpty {
+            throw rollBack("\(mismatches.count) restored file(s) do not match the manifest, e.g. \(mismatches[0])")
+        }
+        let seconds = Date().timeIntervalSince(started)
+        var restoredDirs = 0
+        try? TreeWalk.walk(RawPath(snapshot)) { rel, st in
+            if (st.st_mode & S_IFMT) == S_IFDIR && (prefixes.isEmpty || prefixes.contains { p in rel.display == p || rel.display.hasPrefix(p + "/") }) {
+                restoredDirs += 1
+            }
+        }
+        report.facts = ["files": .number(Double(scope.count)), "directories": .number(Double(restoredDirs)),
+                        "bytes": .number(Double(scopeBytes)), "filesWritten": .number(Double(written)),
+                        "bytesWritten": .number(Double(bytes)), "filesDeleted": .number(Double(deleted)), "seconds": .number(seconds)]
+        report.lines.append("restored \(scope.count) file(s) in \(restoredDirs) folder(s), \(Format.bytes(scopeBytes)) (\(written) written, \(deleted) deleted) in \(Format.seconds(seconds))")
+        report.lines.append("checked against the manifest: \(context.options.verifyAfter ? "sizes and SHA-256" : "sizes") of \(scope.count) file(s) match")
+        report.lines.append(safety.map { "safety copy: \($0)" } ?? "safety copy: none (the destination was empty)")
+        return report
+    }
+}
