@@ -112,6 +112,18 @@ public struct ChildProcess: Sendable {
 
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
+        if let trace = env["BACKSTOP_TRACE_CHILDREN"], !trace.isEmpty {
+            // Debugging aid (and how the tests prove no secret is ever on a command line):
+            // append every child's argv, one line each, to this file.
+            if let h = FileHandle(forWritingAtPath: trace) ?? {
+                FileManager.default.createFile(atPath: trace, contents: nil, attributes: [.posixPermissions: 0o600])
+                return FileHandle(forWritingAtPath: trace)
+            }() {
+                h.seekToEndOfFile()
+                h.write(Data(([program] + arguments).joined(separator: " ").appending("\n").utf8))
+                h.closeFile()
+            }
+        }
         let argv = ([program] + arguments).map { strdup($0) } + [nil]
         let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { argv.forEach { free($0) }; envp.forEach { free($0) } }

@@ -53,6 +53,9 @@ public struct PostgresServer: Sendable {
     public var sslmode: String?
     /// Where the client programs are (Alfresco ships its own); searched before the system's.
     public var binDir: String?
+    /// Whether to look beyond `binDir` (in /usr/lib/postgresql and PATH). Tests turn it off to
+    /// stand in for a machine that only has an old client.
+    var searchSystemClients = true
 
     /// Describes a server.
     public init(host: String? = nil, port: Int? = nil, user: String? = nil, password: String? = nil,
@@ -116,13 +119,13 @@ public struct PostgresServer: Sendable {
     public func tool(_ name: String, for serverMajor: PostgresMajor?) throws -> PostgresTool {
         var candidates: [String] = []
         if let binDir { candidates.append("\(binDir)/\(name)") }
-        let installed = Self.installedMajors()
+        let installed = searchSystemClients ? Self.installedMajors() : []
         if let serverMajor {
             candidates += installed.filter { $0 >= serverMajor }.sorted().map { "/usr/lib/postgresql/\($0)/bin/\(name)" }
         } else {
             candidates += installed.sorted().reversed().map { "/usr/lib/postgresql/\($0)/bin/\(name)" }
         }
-        if let inPath = ChildProcess.which(name) { candidates.append(inPath) }
+        if searchSystemClients, let inPath = ChildProcess.which(name) { candidates.append(inPath) }
         var tooOld: PostgresTool?
         for path in candidates where access(path, X_OK) == 0 {
             let tool = try Self.describe(path)
