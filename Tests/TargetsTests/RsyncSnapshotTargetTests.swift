@@ -361,3 +361,68 @@ final class RsyncSnapshotTargetTests: XCTestCase {
     }
 }
 
+
+/// The built `backstop` killed while rsync copies: nothing looks complete, the link still
+/// points at the previous good snapshot, and the next run succeeds.
+final class RsyncKillTests: XCTestCase {
+    func testKilledSnapshotLeavesTheLinkOnThePreviousOne() throws {
+        let dir = try TestSupport.scratch("rsync-kill")
+        defer { try? FileOps.removeTree(dir) }
+        for i in 0..<5 { try TestSupport.writeRandom(2000, to: "\(dir)/src/f\(i).bin", seed: UInt64(i)) }
+        let config = dir + "/b.env"
+        try TestSupport.write("""
+        BACKUP_DIR=backups
+        TARGETS=media
+        TARGET_MEDIA_KIND=rsync
+        TARGET_MEDIA_SOURCE=src
+        TARGET_MEDIA_LINK=last
+        TARGET_MEDIA_BWLIMIT=2000
+        """, to: config)
+        func backstop(_ args: [String]) throws -> TestSupport.Run { try TestSupport.run("backstop", args + ["--config", config]) }
+        func completeSets() throws -> [String] {
+            let rows = try JSONSerialization.jsonObject(with: Data(try backstop(["list", "--json"]).stdout.utf8)) as? [[String: Any]] ?? []
+            return rows.filter { $0["status"] as? String == "complete" }.compactMap { $0["id"] as? String }
+        }
+        let link = dir + "/backups/links/media/last"
+        func linkTarget() -> String { URL(fileURLWithPath: link).resolvingSymlinksInPath().path }
+
+        let first = try backstop(["backup"])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let firstID = try XCTUnwrap(try completeSets().first)
+        let firstTree = URL(fileURLWithPath: "\(dir)/backups/daily/\(firstID)/media/tree").resolvingSymlinksInPath().path
+        XCTAssertEqual(linkTarget(), firstTree)
+
+        try TestSupport.writeRandom(3_000_000, to: dir + "/src/big.bin", seed: 99)
+        let daily = dir + "/backups/daily"
+        for signal in [SIGTERM, SIGKILL] {
+            let p = try TestSupport.start("backstop", ["backup", "--config", config])
+            let copying = TestSupport.waitFor(30) {
+                let staging = ((try? FileManager.default.contentsOfDirectory(atPath: daily)) ?? []).first { $0.hasSuffix(".partial") }
+                guard let staging else { return false }
+                let names = (try? FileManager.default.contentsOfDirectory(atPath: daily + "/" + staging + "/media/tree")) ?? []
+                return names.contains { $0.hasPrefix(".big.bin.") }
+            }
+            XCTAssertTrue(copying, "rsync started copying")
+            kill(p.processIdentifier, signal)
+            p.waitUntilExit()
+            if signal == SIGKILL {
+                // The orphaned rsync dies on its broken output pipe; wait for it before going on.
+                XCTAssertTrue(TestSupport.waitFor(30) { (try? ChildProcess("pgrep", ["-f", "rsync.*\(daily)/"]).run().status) == 1 })
+            } else {
+                XCTAssertEqual(p.terminationStatus, 143)
+                XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: daily), [firstID], "SIGTERM removes the partial snapshot")
+            }
+            XCTAssertEqual(try completeSets(), [firstID], "no new snapshot looks complete")
+            XCTAssertEqual(linkTarget(), firstTree, "the link still points at the previous good snapshot")
+        }
+        let next = try backstop(["backup"])
+        XCTAssertEqual(next.status, 0, next.stderr)
+        let sets = try completeSets()
+        XCTAssertEqual(sets.count, 2)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: daily).sorted(), sets.sorted(), "the killed run's leftovers are gone")
+        XCTAssertEqual(linkTarget(), URL(fileURLWithPath: "\(daily)/\(sets[0])/media/tree").resolvingSymlinksInPath().path)
+        let verify = try backstop(["verify", "--all", "--deep"])
+        XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
+        XCTAssertTrue(verify.stdout.contains("unique to this snapshot now"), verify.stdout)
+    }
+}
