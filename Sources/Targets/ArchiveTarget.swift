@@ -81,9 +81,27 @@ public struct ArchiveTarget: BackupTarget {
         return include.contains { fnmatch($0, leaf, 0) == 0 || fnmatch($0, entry, FNM_PATHNAME) == 0 }
     }
 
+    /// The configured paths with globs (`*`, `?`, `[`) expanded, and the ones that match nothing.
+    func expandedPaths() -> (present: [String], missing: [String]) {
+        var present: [String] = [], missing: [String] = []
+        for path in paths {
+            guard path.contains(where: { "*?[".contains($0) }) else {
+                if FileOps.exists(path) { present.append(path) } else { missing.append(path) }
+                continue
+            }
+            var g = glob_t()
+            defer { globfree(&g) }
+            guard glob(path, 0, nil, &g) == 0, g.gl_pathc > 0 else { missing.append(path); continue }
+            for i in 0..<Int(g.gl_pathc) {
+                if let p = g.gl_pathv[i] { present.append(String(cString: p)) }
+            }
+        }
+        return (present, missing)
+    }
+
     public func preflight(_ context: PreflightContext) -> [Finding] {
-        let present = paths.filter { FileOps.exists($0) }
-        var findings = paths.filter { !FileOps.exists($0) }.map { Finding(.warning, target: name, "\($0) does not exist; it will be skipped") }
+        let (present, missingPaths) = expandedPaths()
+        var findings = missingPaths.map { Finding(.warning, target: name, "\($0) does not exist; it will be skipped") }
         if present.isEmpty { findings.append(Finding(.error, target: name, "none of the configured paths exist")) }
         for p in present where access(p, R_OK) != 0 {
             findings.append(Finding(.error, target: name, "\(p) is not readable by this user"))
@@ -121,7 +139,12 @@ public struct ArchiveTarget: BackupTarget {
         var skipped: [JSONValue] = []
         do {
             let archive = try ArchiveWriter(sink: writer, format: .tar, compression: compression)
-            for path in paths {
+            let (present, missingPaths) = expandedPaths()
+            for path in missingPaths {
+                output.warnings.append("skipped missing path \(path)")
+                skipped.append(.string(path))
+            }
+            for path in present {
                 guard FileOps.exists(path) else {
                     output.warnings.append("skipped missing path \(path)")
                     skipped.append(.string(path))
@@ -168,12 +191,24 @@ public struct ArchiveTarget: BackupTarget {
     }
 
     public func verify(_ record: TargetRecord, context: VerifyContext) -> [Finding] {
-        context.checkArtifacts(record) { _, reader in
-            let (entries, _) = try ArchiveReader(source: reader).readThrough()
-            if let expected = record.facts["entries"]?.numberValue, Int(expected) != entries {
-                throw OperationError("archive holds \(entries) entries, manifest says \(Int(expected))")
+        var members: [String] = []
+        var count = 0
+        var findings = context.checkArtifacts(record) { _, reader in
+            let archive = try ArchiveReader(source: reader)
+            while let e = try archive.next() {
+                count += 1
+                if members.count < 20 { members.append(e.path) }
+                try archive.readData()
+            }
+            if let expected = record.facts["entries"]?.numberValue, Int(expected) != count {
+                throw OperationError("archive holds \(count) entries, manifest says \(Int(expected))")
             }
         }
+        if findings.isEmpty {
+            // The member list as read from the archive itself (config tarballs: which files are in it).
+            findings.append(Finding(.info, target: name, "\(count) entries: \(members.joined(separator: ", "))\(count > members.count ? ", ... and \(count - members.count) more" : "")"))
+        }
+        return findings
     }
 
     public func restore(_ record: TargetRecord, context: RestoreContext) throws -> RestoreReport {

@@ -13,6 +13,7 @@ public enum TargetRegistry {
         "pg_dump": { try PgDumpTarget(settings: $0) },
         "archive": { try ArchiveTarget(settings: $0) },
         "rsync": { try RsyncSnapshotTarget(settings: $0) },
+        "minio": { try MinioDataTarget(settings: $0) },
     ]
 
     /// Builds the target `name` from `config`; every key of it must be known to its kind.
