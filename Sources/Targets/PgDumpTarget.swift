@@ -277,6 +277,9 @@ public struct PgDumpTarget: BackupTarget {
     }
 
     public func restore(_ record: TargetRecord, context: RestoreContext) throws -> RestoreReport {
+        if context.options.targetTime != nil || context.options.toLatest {
+            throw UsageError("--to-time and --to-latest need a base backup with a WAL archive (kind pg_basebackup); \(name) is a logical dump")
+        }
         var stored = storedDatabases(record)
         if !context.options.paths.isEmpty {
             stored = stored.filter { context.options.paths.contains($0.name) }

@@ -11,6 +11,7 @@ public enum TargetRegistry {
     public static let builders: [String: Builder] = [
         "sqlite": { try SQLiteTarget(settings: $0) },
         "pg_dump": { try PgDumpTarget(settings: $0) },
+        "pg_basebackup": { try PgBaseBackupTarget(settings: $0) },
         "archive": { try ArchiveTarget(settings: $0) },
         "rsync": { try RsyncSnapshotTarget(settings: $0) },
         "minio": { try MinioDataTarget(settings: $0) },

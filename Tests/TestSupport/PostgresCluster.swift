@@ -41,8 +41,9 @@ public final class PostgresCluster: @unchecked Sendable {
         sharedCluster = nil
     }
 
-    /// Creates and starts a new cluster.
-    public init() throws {
+    /// Creates and starts a new cluster; `extraConfig` lines go last in postgresql.conf (later
+    /// lines win), e.g. to make a misconfigured server.
+    public init(extraConfig: String = "") throws {
         guard FileManager.default.isExecutableFile(atPath: Self.bin + "/initdb") else {
             throw ClusterError("PostgreSQL 15 is not installed (\(Self.bin)/initdb missing); run scripts/install-deps --test")
         }
@@ -63,6 +64,7 @@ public final class PostgresCluster: @unchecked Sendable {
         max_wal_senders = 5
         fsync = off
         synchronous_commit = off
+        \(extraConfig)
         """
         let hba = """
         local all all trust
@@ -79,6 +81,12 @@ public final class PostgresCluster: @unchecked Sendable {
     /// Starts the server (waits until it accepts connections).
     public func start() throws {
         try Self.asPostgres("\(Self.bin)/pg_ctl -D \(dataDirectory) -l \(root)/server.log -w -t 60 start >/dev/null")
+    }
+
+    /// Stops the server and removes its folder (for clusters a test made itself).
+    public func destroy() {
+        stop()
+        try? FileOps.removeTree(root)
     }
 
     /// Stops the server (fast mode).

@@ -2,8 +2,19 @@ import Foundation
 
 extension BackupEngine {
     /// Finds the backup of `target` to restore: in set `id`, or the newest good one for `latest`.
-    public func restoreSource(target name: String, id: String) throws -> (StoredSet, TargetRecord) {
+    /// With `before` (a point-in-time target) and `latest`, the newest good backup that finished
+    /// before that moment.
+    public func restoreSource(target name: String, id: String, before: Date? = nil) throws -> (StoredSet, TargetRecord) {
         _ = try target(named: name)
+        if id == "latest", let before {
+            let good = repository.completeSets().compactMap { set in
+                set.manifest?.record(for: name).flatMap { $0.status == .ok ? (set, $0) : nil }
+            }
+            if let found = good.first(where: { $0.1.finishedAt <= before }) { return found }
+            if let oldest = good.last {
+                throw OperationError("no good backup of '\(name)' finished before \(Format.iso8601(before)); the oldest finished at \(Format.iso8601(oldest.1.finishedAt))")
+            }
+        }
         if id == "latest" {
             guard let found = repository.latestGood(target: name) else {
                 throw OperationError("no good backup of target '\(name)' in \(repository.root)")
@@ -24,7 +35,7 @@ extension BackupEngine {
     /// its own safety copy and rolls back on failure.
     public func restore(target name: String, id: String, options: RestoreOptions) throws -> RestoreReport {
         let target = try target(named: name)
-        let (set, record) = try restoreSource(target: name, id: id)
+        let (set, record) = try restoreSource(target: name, id: id, before: options.targetTime)
         let runLock: RunLock? = options.dryRun ? nil : try lock()
         defer { runLock?.release() }
         var tagged = logger

@@ -1,0 +1,327 @@
+import BackupCore
+import Foundation
+
+/// A physical backup of a whole PostgreSQL cluster with `pg_basebackup` (tar format, with the
+/// WAL it needs), plus a WAL archive for point-in-time recovery.
+///
+/// The tar stream comes on pg_basebackup's stdout and is hashed as it is written. On
+/// PostgreSQL 15+ it is compressed by the server with zstd workers; on older servers Backstop
+/// compresses it while it streams.
+///
+/// Config (`TARGET_<NAME>_…`): the connection keys of `PostgresServer`, `DATABASE` (for the
+/// checks; default `postgres`), `WAL_ARCHIVE`, `COMPRESSION` (`zstd`, `gzip`, `none`),
+/// `LEVEL`, `WORKERS`, `DATA_DIR`, `RESTORE_OWNER`, `STOP_CMD`, `START_CMD`.
+public struct PgBaseBackupTarget: BackupTarget {
+    public let name: String
+    public let kind = "pg_basebackup"
+    /// The server.
+    public let server: PostgresServer
+    /// A database to connect to for checks.
+    public let database: String
+    /// The folder archive_command copies WAL into (needed for point-in-time recovery).
+    public let walArchive: String?
+    /// `zstd`, `gzip` or `none`.
+    public let compression: String
+    /// Compression level.
+    public let level: Int?
+    /// zstd workers (server side on 15+, threads client side).
+    public let workers: Int
+    /// Where restore puts the cluster by default.
+    public let dataDirectory: String?
+    /// The OS user that owns restored data directories.
+    public let restoreOwner: String
+    /// Run before a restore touches the data directory, e.g. `systemctl stop postgresql`.
+    public let stopCommand: String?
+    /// Run after a restore, e.g. `systemctl start postgresql`.
+    public let startCommand: String?
+
+    /// Creates the target.
+    public init(name: String, server: PostgresServer, database: String = "postgres", walArchive: String? = nil,
+                compression: String = "zstd", level: Int? = nil, workers: Int = 2, dataDirectory: String? = nil,
+                restoreOwner: String = "postgres", stopCommand: String? = nil, startCommand: String? = nil) {
+        self.name = name
+        self.server = server
+        self.database = database
+        self.walArchive = walArchive
+        self.compression = compression
+        self.level = level
+        self.workers = workers
+        self.dataDirectory = dataDirectory
+        self.restoreOwner = restoreOwner
+        self.stopCommand = stopCommand
+        self.startCommand = startCommand
+    }
+
+    /// Builds the target from its config keys.
+    public init(settings s: TargetSettings) throws {
+        self.init(name: s.name, server: try PostgresServer(settings: s), database: s.string("DATABASE") ?? "postgres",
+                  walArchive: try s.path("WAL_ARCHIVE"),
+                  compression: try s.choice("COMPRESSION", ["zstd", "gzip", "none"], default: "zstd"),
+                  level: try s.string("LEVEL") == nil ? nil : s.int("LEVEL", default: 3, range: 1...19),
+                  workers: try s.int("WORKERS", default: ProcessInfo.processInfo.activeProcessorCount, range: 0...64),
+                  dataDirectory: try s.path("DATA_DIR"), restoreOwner: s.string("RESTORE_OWNER") ?? "postgres",
+                  stopCommand: s.string("STOP_CMD"), startCommand: s.string("START_CMD"))
+    }
+
+    public var summary: String {
+        "PostgreSQL cluster at \(server.label) (pg_basebackup, \(compression))\(walArchive.map { ", WAL archive \($0)" } ?? "")"
+    }
+
+    private var suffix: String { compression == "zstd" ? ".tar.zst" : compression == "gzip" ? ".tar.gz" : ".tar" }
+
+    // MARK: preflight
+
+    public func preflight(_ context: PreflightContext) -> [Finding] {
+        var (findings, version) = server.preflight(target: name, database: database, tools: ["pg_basebackup"])
+        guard version != nil, let conn = try? server.connect(database: database) else { return findings }
+        defer { conn.close() }
+        findings += WalArchive.settingsFindings(conn, archive: walArchive, target: name)
+        if let row = try? conn.query("SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user").first, row.first == "f" {
+            findings.append(Finding(.error, target: name, "role \(server.user ?? "(default)") has neither REPLICATION nor SUPERUSER: pg_basebackup will be refused (ALTER ROLE ... REPLICATION)"))
+        }
+        if let n = try? conn.scalar("SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')"), n != "0" {
+            findings.append(Finding(.error, target: name, "the cluster has \(n) extra tablespace(s); this target streams one tarball and supports only the default tablespaces"))
+        }
+        if walArchive == nil {
+            findings.append(Finding(.warning, target: name, "no \(name.uppercased())_WAL_ARCHIVE set: base backups only, no point-in-time recovery"))
+        }
+        return findings
+    }
+
+    // MARK: backup
+
+    public func backup(_ context: BackupContext) throws -> TargetOutput {
+        let conn = try server.connect(database: database)
+        defer { conn.close() }
+        let version = conn.serverVersion
+        let major = PostgresMajor(serverVersion: version)
+        let tool = try server.tool("pg_basebackup", for: major)
+        let segmentBytes = Int64(try conn.scalar("SELECT pg_size_bytes(current_setting('wal_segment_size'))") ?? "") ?? 16 << 20
+        let startWal = try conn.scalar("SELECT pg_walfile_name(pg_current_wal_lsn())") ?? ""
+        let systemID = try conn.scalar("SELECT system_identifier FROM pg_control_system()") ?? ""
+        let started = Date()
+
+        let serverSide = compression == "zstd" && version >= 150000
+        var args = ["-D", "-", "-Ft", "-X", "fetch", "--no-manifest", "--checkpoint=fast", "--no-password",
+                    "--label=backstop \(context.setID)"]
+        if serverSide {
+            args.append("--compress=server-zstd:level=\(level ?? 3)\(workers > 0 ? ",workers=\(workers)" : "")")
+        }
+        let child = ChildProcess(tool.path, args, environment: server.childEnvironment)
+        let artifactName = "base" + suffix
+        let writer = try context.createArtifact(artifactName, label: "\(name): pg_basebackup")
+        let outcome: ChildProcess.Outcome
+        do {
+            if serverSide || compression == "none" {
+                outcome = try child.run { try writer.write($0) }
+            } else {
+                let c: Compression = compression == "zstd" ? .zstd(level: level ?? 3, threads: max(1, workers)) : .gzip(level: level ?? 6)
+                let archive = try ArchiveWriter(sink: writer, format: .raw, compression: c)
+                var result: ChildProcess.Outcome?
+                try archive.addStream(name: artifactName, size: nil) { write in result = try child.run(onStdout: write) }
+                try archive.close()
+                outcome = result!
+            }
+        } catch {
+            writer.abandon()
+            throw error
+        }
+        guard outcome.status == 0 else {
+            writer.abandon()
+            throw OperationError("pg_basebackup failed (exit \(outcome.status)): \(outcome.lastErrorLine)")
+        }
+        let (bytes, sha) = try writer.finish()
+        let endWal = try conn.scalar("SELECT pg_walfile_name(pg_current_wal_lsn())") ?? ""
+        let finished = Date()
+
+        var output = TargetOutput()
+        output.artifacts = [Artifact(path: artifactName, bytes: bytes, sha256: sha, format: "pg_basebackup+tar\(compression == "none" ? "" : "+" + compression)")]
+        output.toolVersions = ["pg_basebackup": tool.versionLine, "server": "PostgreSQL \(PostgresServer.versionText(version))"]
+        output.facts = [
+            "serverVersion": .string(PostgresServer.versionText(version)),
+            "systemIdentifier": .string(systemID),
+            "walStart": .string(startWal),
+            "walEnd": .string(endWal),
+            "walSegmentBytes": .number(Double(segmentBytes)),
+            "backupStartedAt": .string(Format.iso8601(started)),
+            "backupFinishedAt": .string(Format.iso8601(finished)),
+            "compression": .string(serverSide ? "server-zstd" : compression == "none" ? "none" : "client-\(compression)"),
+            "server": .string(server.label),
+        ]
+        if let walArchive {
+            // Gaps count from the oldest base backup still kept: that is where a restore may start.
+            let archive = WalArchive(directory: walArchive, segmentBytes: segmentBytes)
+            let kept = context.repository.completeSets().compactMap { $0.manifest?.record(for: name) }
+                .filter { $0.status == .ok }.compactMap { $0.facts["walStart"]?.stringValue }
+            let oldest = (kept + [startWal]).compactMap { WalSegment(name: $0, segmentBytes: segmentBytes) }.min()
+            let report = archive.report(since: oldest)
+            output.facts["walArchive"] = .object(report)
+            if let gaps = report["gaps"]?.arrayValue, !gaps.isEmpty {
+                output.warnings.append("WAL archive \(walArchive) has gaps since the oldest kept base backup: \(gaps.compactMap(\.stringValue).prefix(3).joined(separator: ", ")); point-in-time recovery cannot cross them")
+            }
+        }
+        context.logger.info("base backup: \(Format.bytes(bytes)), WAL \(startWal)..\(endWal)")
+        return output
+    }
+
+    // MARK: verify
+
+    public func verify(_ record: TargetRecord, context: VerifyContext) -> [Finding] {
+        context.checkArtifacts(record) { _, reader in
+            let archive = try ArchiveReader(source: reader)
+            var sawLabel = false, sawControl = false, entries = 0
+            while let entry = try archive.next() {
+                entries += 1
+                let path = entry.path.hasPrefix("./") ? String(entry.path.dropFirst(2)) : entry.path
+                if path == "backup_label" { sawLabel = true }
+                if path == "global/pg_control" { sawControl = true }
+                try archive.readData()
+            }
+            if !sawLabel || !sawControl {
+                throw OperationError("the tarball (\(entries) entries) lacks \(sawLabel ? "global/pg_control" : "backup_label"): not a complete base backup")
+            }
+        }
+    }
+
+    // MARK: restore
+
+    public func restore(_ record: TargetRecord, context: RestoreContext) throws -> RestoreReport {
+        let options = context.options
+        guard let destination = options.destination.map({ $0.hasSuffix("/") ? String($0.dropLast()) : $0 }) ?? dataDirectory else {
+            throw UsageError("say where the cluster goes: --to DATA_DIR, or set \(name.uppercased().replacingOccurrences(of: "-", with: "_"))_DATA_DIR")
+        }
+        guard let artifact = record.artifacts.first else { throw OperationError("backup of \(name) has no files") }
+        var report = RestoreReport(target: name, destination: destination, dryRun: options.dryRun)
+        let finishedAt = record.facts["backupFinishedAt"]?.stringValue.flatMap(Format.parseISO8601) ?? record.finishedAt
+        report.lines.append("source: backup \(context.setID), \(artifact.path) (\(Format.bytes(artifact.bytes))), PostgreSQL \(record.facts["serverVersion"]?.stringValue ?? "?"), finished \(Format.iso8601(finishedAt))")
+        report.lines.append("destination: data directory \(destination), owned by \(options.owner ?? restoreOwner)")
+
+        let pitr = options.targetTime != nil || options.toLatest
+        if pitr {
+            guard let walArchive else {
+                throw UsageError("point-in-time recovery needs the WAL archive: set \(name.uppercased().replacingOccurrences(of: "-", with: "_"))_WAL_ARCHIVE")
+            }
+            if let t = options.targetTime, t < finishedAt {
+                throw UsageError("--to-time \(Format.iso8601(t)) is before this base backup finished (\(Format.iso8601(finishedAt))); pick an older backup with --backup, or a later time")
+            }
+            let segBytes = Int64(record.facts["walSegmentBytes"]?.numberValue ?? Double(16 << 20))
+            let archive = WalArchive(directory: walArchive, segmentBytes: segBytes)
+            let segments = archive.segments()
+            let start = record.facts["walStart"]?.stringValue ?? "?"
+            let newest = segments.last
+            report.lines.append("recovery: \(options.targetTime.map { "to \(Format.iso8601($0))" } ?? "to the end of the archived WAL"), then promote")
+            report.lines.append("WAL: from \(start) (in the tarball) to \(newest.map { "\($0.segment) (archived \(Format.iso8601($0.modified)))" } ?? "nothing archived yet") in \(walArchive)")
+            let gaps = archive.gaps(in: segments.map(\.segment), since: WalSegment(name: start, segmentBytes: segBytes))
+            if !gaps.isEmpty { report.lines.append("WARNING: the archive has gaps (\(gaps.prefix(3).joined(separator: ", "))); recovery stops at the first one") }
+            if let t = options.targetTime, let newest, newest.modified < t {
+                report.lines.append("WARNING: the newest archived WAL is from \(Format.iso8601(newest.modified)), before the target time; recovery ends there")
+            }
+        }
+
+        let pidFile = destination + "/postmaster.pid"
+        let running = FileOps.exists(pidFile) && Self.pidIsAlive(pidFile)
+        let nonEmpty = ((try? FileManager.default.contentsOfDirectory(atPath: destination)) ?? []).isEmpty == false
+        if let stopCommand { report.lines.append("before: runs \(stopCommand)") }
+        if running && stopCommand == nil {
+            throw OperationError("PostgreSQL is running on \(destination) (postmaster.pid names a live process); stop it first, or set \(name.uppercased())_STOP_CMD")
+        }
+        if nonEmpty {
+            guard options.force else {
+                throw UsageError("\(destination) is not empty\(FileOps.exists(pidFile) ? " (and has a postmaster.pid)" : ""); add --force to move it aside (it is kept, never deleted)")
+            }
+            report.lines.append("the current \(destination) is moved aside to \(destination).pre-restore-<time> (kept)")
+        }
+        if let startCommand { report.lines.append("after: runs \(startCommand)") }
+        if options.dryRun { return report }
+
+        let started = Date()
+        if let stopCommand { try Self.shell(stopCommand, what: "STOP_CMD") }
+        if FileOps.exists(pidFile) && Self.pidIsAlive(pidFile) {
+            throw OperationError("PostgreSQL is still running on \(destination) after STOP_CMD; nothing was changed")
+        }
+        var aside: String?
+        if nonEmpty {
+            let f = DateFormatter()
+            f.locale = Locale(identifier: "en_US_POSIX")
+            f.dateFormat = "yyyyMMdd_HHmmss"
+            let path = "\(destination).pre-restore-\(f.string(from: Date()))"
+            try FileOps.rename(destination, to: path)
+            aside = path
+            report.safetyCopy = path
+            context.logger.info("moved the current data directory aside: \(path)")
+        }
+        do {
+            try Interrupts.shared.checkpoint()
+            try extract(context.setDirectory + "/" + artifact.path, sha256: artifact.sha256, into: destination)
+            if pitr { try writeRecoverySettings(destination, targetTime: options.targetTime) }
+            try Self.shell("chown -R \(Self.shellQuote(options.owner ?? restoreOwner)): \(Self.shellQuote(destination))", what: "chown")
+            chmod(destination, 0o700)
+            try Interrupts.shared.checkpoint()
+        } catch {
+            try? FileOps.removeTree(destination)
+            if let aside { try? FileOps.rename(aside, to: destination) }
+            context.logger.error("restore of \(destination) failed; \(aside != nil ? "put the previous data directory back" : "removed the partial one")")
+            throw OperationError("restore into \(destination) failed and was rolled back: \(error)")
+        }
+        if let startCommand { try Self.shell(startCommand, what: "START_CMD") }
+        let seconds = Date().timeIntervalSince(started)
+        report.facts = ["seconds": .number(seconds), "bytes": .number(Double(artifact.bytes))]
+        report.lines.append("restored in \(Format.seconds(seconds))\(pitr ? "; recovery.signal written: the server recovers when it starts" : "")")
+        if let aside { report.lines.append("previous data directory: \(aside)") }
+        return report
+    }
+
+    /// Extracts the tarball, refusing unsafe names, and checks its checksum as it reads.
+    private func extract(_ path: String, sha256: String, into destination: String) throws {
+        try FileOps.makeDirectory(destination)
+        let reader = try HashingFileReader(path: path)
+        defer { reader.close() }
+        let archive = try ArchiveReader(source: reader)
+        let extractor = ArchiveExtractor(directory: destination, restoreOwner: false)
+        while let entry = try archive.next() {
+            guard ArchivePaths.isSafe(entry.path) || entry.path == "./" || entry.path == "." else {
+                throw OperationError("unsafe entry \(entry.path) in \(path)")
+            }
+            try extractor.extractCurrent(from: archive)
+        }
+        try extractor.close()
+        try reader.drain()
+        guard reader.hexDigest() == sha256 else { throw OperationError("\(path): checksum mismatch while extracting") }
+    }
+
+    /// Asks the restored server to recover from the archive and then promote.
+    private func writeRecoverySettings(_ dataDir: String, targetTime: Date?) throws {
+        guard let walArchive else { return }
+        try FileOps.writeAtomically(Data(), to: dataDir + "/recovery.signal")
+        var lines = [
+            "",
+            "# Added by backstop restore: point-in-time recovery.",
+            "restore_command = 'cp \"\(walArchive)/%f\" \"%p\"'",
+            "recovery_target_action = 'promote'",
+            "archive_mode = off",
+        ]
+        if let targetTime {
+            let f = DateFormatter()
+            f.locale = Locale(identifier: "en_US_POSIX")
+            f.timeZone = TimeZone(identifier: "UTC")
+            f.dateFormat = "yyyy-MM-dd HH:mm:ss.SSS"
+            lines.append("recovery_target_time = '\(f.string(from: targetTime))+00'")
+        }
+        let conf = dataDir + "/postgresql.auto.conf"
+        let old = (try? String(contentsOfFile: conf, encoding: .utf8)) ?? ""
+        try FileOps.writeAtomically(Data((old + lines.joined(separator: "\n") + "\n").utf8), to: conf)
+    }
+
+    static func pidIsAlive(_ pidFile: String) -> Bool {
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+              let pid = Int32(text.split(separator: "\n").first ?? "") else { return false }
+        return kill(pid, 0) == 0 || errno == EPERM
+    }
+
+    static func shell(_ command: String, what: String) throws {
+        let outcome = try ChildProcess("/bin/sh", ["-c", command]).run()
+        guard outcome.status == 0 else { throw OperationError("\(what) '\(command)' failed (exit \(outcome.status)): \(outcome.lastErrorLine)") }
+    }
+
+    static func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+}
