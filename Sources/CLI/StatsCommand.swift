@@ -54,7 +54,8 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
                                      lastGoodBytes: good?.1.bytes,
                                      lastFailure: failure?.manifest?.record(for: t.name)?.error,
                                      lastFailureAt: failure?.manifest?.record(for: t.name)?.finishedAt,
-                                     facts: good?.1.facts.filter { !["members", "tables"].contains($0.key) } ?? [:])
+                                     facts: (good?.1.facts.filter { !["members", "tables"].contains($0.key) } ?? [:])
+                                        .merging(t.currentFacts(repository: repo)) { $1 })
         }
         let stats = Stats(backupDirectory: repo.root, backups: complete.count, incomplete: all.count - complete.count,
                           perTier: perTier, totalBytes: complete.reduce(0) { $0 + $1.manifest!.bytes },
@@ -72,6 +73,15 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
                 print("target \(t.name) (\(t.kind)): no good backup yet")
             }
             if let err = t.lastFailure { print("  last failure: \(err)") }
+            if let dbs = t.facts["databases"]?.arrayValue {
+                let names = dbs.compactMap { $0.objectValue }.map { "\($0["name"]?.stringValue ?? "?") (\(Int($0["rows"]?.numberValue ?? 0)) rows)" }
+                print("  databases: \(names.joined(separator: ", "))")
+            }
+            if let wal = t.facts["walArchive"]?.objectValue {
+                let gaps = wal["gaps"]?.arrayValue?.compactMap(\.stringValue) ?? []
+                let age = wal["newestAgeSeconds"]?.numberValue.map { " newest \(wal["newest"]?.stringValue ?? "?"), \(Format.age($0)) old," } ?? ""
+                print("  WAL archive \(wal["directory"]?.stringValue ?? "?"): \(Int(wal["segments"]?.numberValue ?? 0)) segments,\(age) gaps: \(gaps.isEmpty ? "none" : gaps.prefix(3).joined(separator: ", "))")
+            }
             if let git = t.facts["git"]?.objectValue {
                 print("  git: \(git["branch"]?.stringValue ?? "?") @ \(git["commit"]?.stringValue?.prefix(12) ?? "?")")
             }

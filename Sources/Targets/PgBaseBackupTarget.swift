@@ -148,20 +148,31 @@ public struct PgBaseBackupTarget: BackupTarget {
             "compression": .string(serverSide ? "server-zstd" : compression == "none" ? "none" : "client-\(compression)"),
             "server": .string(server.label),
         ]
-        if let walArchive {
-            // Gaps count from the oldest base backup still kept: that is where a restore may start.
-            let archive = WalArchive(directory: walArchive, segmentBytes: segmentBytes)
-            let kept = context.repository.completeSets().compactMap { $0.manifest?.record(for: name) }
-                .filter { $0.status == .ok }.compactMap { $0.facts["walStart"]?.stringValue }
-            let oldest = (kept + [startWal]).compactMap { WalSegment(name: $0, segmentBytes: segmentBytes) }.min()
-            let report = archive.report(since: oldest)
+        if walArchive != nil {
+            let report = walReport(repository: context.repository, segmentBytes: segmentBytes, also: startWal)
             output.facts["walArchive"] = .object(report)
             if let gaps = report["gaps"]?.arrayValue, !gaps.isEmpty {
-                output.warnings.append("WAL archive \(walArchive) has gaps since the oldest kept base backup: \(gaps.compactMap(\.stringValue).prefix(3).joined(separator: ", ")); point-in-time recovery cannot cross them")
+                output.warnings.append("WAL archive \(walArchive ?? "") has gaps since the oldest kept base backup: \(gaps.compactMap(\.stringValue).prefix(3).joined(separator: ", ")); point-in-time recovery cannot cross them")
             }
         }
         context.logger.info("base backup: \(Format.bytes(bytes)), WAL \(startWal)..\(endWal)")
         return output
+    }
+
+    /// The WAL archive report, with gaps counted from the oldest base backup still kept (that
+    /// is where a restore may start).
+    func walReport(repository: Repository, segmentBytes: Int64, also extra: String? = nil) -> [String: JSONValue] {
+        guard let walArchive else { return [:] }
+        let kept = repository.completeSets().compactMap { $0.manifest?.record(for: name) }
+            .filter { $0.status == .ok }.compactMap { $0.facts["walStart"]?.stringValue }
+        let oldest = (kept + [extra].compactMap { $0 }).compactMap { WalSegment(name: $0, segmentBytes: segmentBytes) }.min()
+        return WalArchive(directory: walArchive, segmentBytes: segmentBytes).report(since: oldest)
+    }
+
+    public func currentFacts(repository: Repository) -> [String: JSONValue] {
+        guard walArchive != nil else { return [:] }
+        let segmentBytes = repository.latestGood(target: name)?.1.facts["walSegmentBytes"]?.numberValue.map { Int64($0) } ?? 16 << 20
+        return ["walArchive": .object(walReport(repository: repository, segmentBytes: segmentBytes))]
     }
 
     // MARK: verify

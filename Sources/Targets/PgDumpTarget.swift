@@ -49,11 +49,13 @@ public struct PgDumpTarget: BackupTarget {
     public let minimumBytes: Int64
     /// Warn when a dump is smaller than the previous one by more than this fraction.
     public let shrinkWarning: Double
+    /// Put before each artifact's name (journal's seed names dumps `postgresql_<db>.dump`).
+    public let artifactPrefix: String
 
     /// Creates the target.
     public init(name: String, server: PostgresServer, databases: [String], format: DumpFormat = .custom,
                 level: Int? = nil, threads: Int = 2, jobs: Int = 2, exactRowCounts: Bool = true,
-                minimumBytes: Int64 = 256, shrinkWarning: Double = 0.5) {
+                minimumBytes: Int64 = 256, shrinkWarning: Double = 0.5, artifactPrefix: String = "") {
         self.name = name
         self.server = server
         self.databases = databases
@@ -64,6 +66,7 @@ public struct PgDumpTarget: BackupTarget {
         self.exactRowCounts = exactRowCounts
         self.minimumBytes = minimumBytes
         self.shrinkWarning = shrinkWarning
+        self.artifactPrefix = artifactPrefix
     }
 
     /// Builds the target from its config keys.
@@ -127,7 +130,7 @@ public struct PgDumpTarget: BackupTarget {
             let counting = RowCounter(conn: conn, exact: exactRowCounts)
             counting.start()
 
-            let artifactName = db + format.suffix
+            let artifactName = artifactPrefix + db + format.suffix
             var args = ["--format=custom", "--no-password"]
             switch format {
             case .custom: if let level { args.append("--compress=\(level)") }

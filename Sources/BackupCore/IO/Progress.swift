@@ -59,6 +59,14 @@ public enum Format {
     /// `1.23 s`-style durations.
     public static func seconds(_ t: TimeInterval) -> String { String(format: "%.2f s", t) }
 
+    /// An age for people: `42 s`, `5 min`, `3.2 h`, `2.1 days`.
+    public static func age(_ t: TimeInterval) -> String {
+        if t < 120 { return "\(Int(t)) s" }
+        if t < 7200 { return "\(Int(t / 60)) min" }
+        if t < 172_800 { return String(format: "%.1f h", t / 3600) }
+        return String(format: "%.1f days", t / 86400)
+    }
+
     /// ISO 8601 in UTC with fractional seconds.
     public static func iso8601(_ date: Date) -> String {
         let f = ISO8601DateFormatter()

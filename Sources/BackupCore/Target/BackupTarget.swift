@@ -38,6 +38,11 @@ public protocol BackupTarget: Sendable {
     /// Called after the set holding this target's backup has been committed (renamed into place
     /// and its manifest written), e.g. to move a `latest` link. Default: nothing.
     func didCommit(_ record: TargetRecord, setDirectory: String, context: BackupContext) throws
+
+    /// Facts about the source's state now, beyond what its last backup recorded, for `stats`
+    /// and health checks (e.g. the WAL archive's newest segment and its age). Must be cheap and
+    /// must not write. Default: none.
+    func currentFacts(repository: Repository) -> [String: JSONValue]
 }
 
 extension BackupTarget {
@@ -48,6 +53,8 @@ extension BackupTarget {
     public func didCommit(_ record: TargetRecord, setDirectory: String, context: BackupContext) throws {}
 
     public func restoreDrill(_ record: TargetRecord, context: VerifyContext) throws -> DrillReport? { nil }
+
+    public func currentFacts(repository: Repository) -> [String: JSONValue] { [:] }
 }
 
 /// The result of a restore drill: did the backup really restore, and how long did it take.

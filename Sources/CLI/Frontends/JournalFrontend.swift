@@ -27,8 +27,12 @@ public enum JournalFrontend: Frontend {
     public static let configHelp = """
     Config keys (--config FILE, default ./.env; the environment overrides):
       BACKUP_DIR            default: backups/ beside the config file
-      DATABASE_TYPE         sqlite
+      DATABASE_TYPE         sqlite (default) or postgresql
       SQLITE_PATH           the SQLite database file
+      DATABASE_URL          postgresql://USER:PASSWORD@HOST:PORT/DB, or
+      POSTGRES_HOST POSTGRES_PORT POSTGRES_USER POSTGRES_PASSWORD POSTGRES_DB
+      PG_DUMP_FORMAT        custom (default), custom-zstd or sql-gzip
+      PG_BIN_DIR            where pg_dump/pg_restore are, if not the system's
       CODEBASE_DIR          default: the config file's directory
       CODEBASE_EXCLUDE      extra globs (.git, __pycache__, *.pyc,
                             node_modules, .venv, the backup dir: always)
@@ -48,8 +52,13 @@ public enum JournalFrontend: Frontend {
         case "sqlite":
             targets.append(SQLiteTarget(name: "db", path: try config.requirePath("SQLITE_PATH")))
         default:
-            throw ConfigError.invalidValue(key: "DATABASE_TYPE", file: config.file, value: dbType,
-                                           expected: "sqlite (PostgreSQL support is not in this build yet)")
+            let (server, database) = try postgres(config: config)
+            let format = try config.choice("PG_DUMP_FORMAT", PgDumpTarget.DumpFormat.allCases.map(\.rawValue), default: "custom")
+            targets.append(PgDumpTarget(name: "db", server: server, databases: [database],
+                                        format: PgDumpTarget.DumpFormat(rawValue: format)!,
+                                        threads: ProcessInfo.processInfo.activeProcessorCount,
+                                        jobs: ProcessInfo.processInfo.activeProcessorCount,
+                                        artifactPrefix: "postgresql_"))
         }
         let codebase = try config.path("CODEBASE_DIR") ?? config.resolve(".")
         var exclude = defaultExcludes + config.list("CODEBASE_EXCLUDE")
@@ -67,6 +76,32 @@ public enum JournalFrontend: Frontend {
             retention.minimumGood = configured.minimumGood
         }
         return Deployment(backupDirectory: backupDir, targets: targets, retention: retention)
+    }
+
+    /// The PostgreSQL connection: `DATABASE_URL` (`postgresql://user:password@host:port/db`, as
+    /// the Flask app reads it) or the `POSTGRES_*` keys; `PG_BIN_DIR` for the client programs.
+    static func postgres(config: Config) throws -> (PostgresServer, String) {
+        var server = PostgresServer(binDir: try config.path("PG_BIN_DIR"))
+        if let url = config.string("DATABASE_URL") {
+            guard let c = URLComponents(string: url), ["postgres", "postgresql"].contains(c.scheme ?? ""),
+                  let db = c.path.split(separator: "/").first.map(String.init), !db.isEmpty else {
+                throw ConfigError.invalidValue(key: "DATABASE_URL", file: config.file, value: "(hidden: it may hold a password)",
+                                               expected: "postgresql://USER:PASSWORD@HOST:PORT/DATABASE")
+            }
+            server.host = c.host.flatMap { $0.isEmpty ? nil : $0 }
+            server.port = c.port
+            server.user = c.user?.removingPercentEncoding
+            server.password = c.password?.removingPercentEncoding
+            return (server, db.removingPercentEncoding ?? db)
+        }
+        server.host = config.string("POSTGRES_HOST")
+        server.port = try config.string("POSTGRES_PORT") == nil ? nil : config.int("POSTGRES_PORT", default: 5432, range: 1...65535)
+        server.user = config.string("POSTGRES_USER")
+        server.password = config.string("POSTGRES_PASSWORD")
+        guard let db = config.string("POSTGRES_DB") else {
+            throw ConfigError.missingKey(key: "DATABASE_URL or POSTGRES_DB", file: config.file)
+        }
+        return (server, db)
     }
 
     public static func selection(_ flags: JournalBackupFlags) -> [String] {
