@@ -13,6 +13,8 @@ struct Stats: Codable {
         var lastGoodBytes: Int64?
         var lastFailure: String?
         var lastFailureAt: Date?
+        var lastDrill: DrillReport?
+        var lastPassedDrillAt: Date?
         var facts: [String: JSONValue]
     }
     var backupDirectory: String
@@ -46,14 +48,18 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
         for s in complete { perTier[s.tier, default: 0] += 1 }
         var fs = statvfs()
         let free: Int64? = statvfs(repo.root, &fs) == 0 ? Int64(fs.f_bavail) * Int64(fs.f_frsize) : nil
+        let drills = session.engine.drillHistory()
         let targets = session.deployment.targets.map { t -> Stats.TargetStats in
             let good = repo.latestGood(target: t.name)
+            let lastDrill = drills.last { $0.target == t.name }
+            let lastPassed = drills.last { $0.target == t.name && $0.passed }
             let failure = complete.first { $0.manifest?.record(for: t.name)?.status == .failed }
             return Stats.TargetStats(name: t.name, kind: t.kind, lastGoodBackup: good?.0.id, lastGoodAt: good?.1.finishedAt,
                                      lastGoodAgeHours: good.map { Date().timeIntervalSince($0.1.finishedAt) / 3600 },
                                      lastGoodBytes: good?.1.bytes,
                                      lastFailure: failure?.manifest?.record(for: t.name)?.error,
                                      lastFailureAt: failure?.manifest?.record(for: t.name)?.finishedAt,
+                                     lastDrill: lastDrill, lastPassedDrillAt: lastPassed?.at,
                                      facts: (good?.1.facts.filter { !["members", "tables"].contains($0.key) } ?? [:])
                                         .merging(t.currentFacts(repository: repo)) { $1 })
         }
@@ -73,6 +79,10 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
                 print("target \(t.name) (\(t.kind)): no good backup yet")
             }
             if let err = t.lastFailure { print("  last failure: \(err)") }
+            if let d = t.lastDrill {
+                print("  last restore drill: \(d.passed ? "passed" : "FAILED") \(Format.age(Date().timeIntervalSince(d.at))) ago (backup \(d.setID), restore took \(Format.seconds(d.restoreSeconds)))"
+                      + (d.passed ? "" : t.lastPassedDrillAt.map { "; last passed \(Format.age(Date().timeIntervalSince($0))) ago" } ?? "; never passed"))
+            }
             if let dbs = t.facts["databases"]?.arrayValue {
                 let names = dbs.compactMap { $0.objectValue }.map { "\($0["name"]?.stringValue ?? "?") (\(Int($0["rows"]?.numberValue ?? 0)) rows)" }
                 print("  databases: \(names.joined(separator: ", "))")
