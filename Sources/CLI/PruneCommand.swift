@@ -27,7 +27,8 @@ struct PruneCommand<F: Frontend>: ParsableCommand {
         if json { return try printJSON(decisions) }
         let removed = decisions.filter(\.remove)
         for d in decisions {
-            print("\(d.remove ? (dryRun ? "would remove" : "removed     ") : "kept        ")  \(d.tier)/\(d.id)  \(d.reason)")
+            let what = d.target.map { "\($0): \(d.id)" } ?? "\(d.tier)/\(d.id)"
+            print("\(d.remove ? (dryRun ? "would remove" : "removed     ") : "kept        ")  \(what)  \(d.reason)")
         }
         print("\(dryRun ? "would free" : "freed") \(Format.bytes(removed.reduce(0) { $0 + $1.bytes })) in \(removed.count) backup(s)")
     }

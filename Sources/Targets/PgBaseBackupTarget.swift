@@ -34,11 +34,14 @@ public struct PgBaseBackupTarget: BackupTarget {
     public let stopCommand: String?
     /// Run after a restore, e.g. `systemctl start postgresql`.
     public let startCommand: String?
+    /// Whether retention removes WAL older than the oldest kept base backup.
+    public let pruneWal: Bool
 
     /// Creates the target.
     public init(name: String, server: PostgresServer, database: String = "postgres", walArchive: String? = nil,
                 compression: String = "zstd", level: Int? = nil, workers: Int = 2, dataDirectory: String? = nil,
-                restoreOwner: String = "postgres", stopCommand: String? = nil, startCommand: String? = nil) {
+                restoreOwner: String = "postgres", stopCommand: String? = nil, startCommand: String? = nil,
+                pruneWal: Bool = true) {
         self.name = name
         self.server = server
         self.database = database
@@ -50,6 +53,7 @@ public struct PgBaseBackupTarget: BackupTarget {
         self.restoreOwner = restoreOwner
         self.stopCommand = stopCommand
         self.startCommand = startCommand
+        self.pruneWal = pruneWal
     }
 
     /// Builds the target from its config keys.
@@ -60,7 +64,8 @@ public struct PgBaseBackupTarget: BackupTarget {
                   level: try s.string("LEVEL") == nil ? nil : s.int("LEVEL", default: 3, range: 1...19),
                   workers: try s.int("WORKERS", default: ProcessInfo.processInfo.activeProcessorCount, range: 0...64),
                   dataDirectory: try s.path("DATA_DIR"), restoreOwner: s.string("RESTORE_OWNER") ?? "postgres",
-                  stopCommand: s.string("STOP_CMD"), startCommand: s.string("START_CMD"))
+                  stopCommand: s.string("STOP_CMD"), startCommand: s.string("START_CMD"),
+                  pruneWal: try s.bool("PRUNE_WAL", default: true))
     }
 
     public var summary: String {
@@ -173,6 +178,37 @@ public struct PgBaseBackupTarget: BackupTarget {
         guard walArchive != nil else { return [:] }
         let segmentBytes = repository.latestGood(target: name)?.1.facts["walSegmentBytes"]?.numberValue.map { Int64($0) } ?? 16 << 20
         return ["walArchive": .object(walReport(repository: repository, segmentBytes: segmentBytes))]
+    }
+
+    /// Removes archived WAL segments older than the start of the oldest kept base backup: no
+    /// remaining backup can replay them. Timeline history files are always kept.
+    public func pruneOutsideSets(keeping kept: [TargetRecord], dryRun: Bool) throws -> [PruneDecision] {
+        guard pruneWal, let walArchive else { return [] }
+        let starts = kept.compactMap { r -> WalSegment? in
+            let bytes = Int64(r.facts["walSegmentBytes"]?.numberValue ?? Double(16 << 20))
+            return r.facts["walStart"]?.stringValue.flatMap { WalSegment(name: $0, segmentBytes: bytes) }
+        }
+        guard starts.count == kept.count, let oldest = starts.min() else { return [] }
+        let bytesPerSegment = Int64(kept[0].facts["walSegmentBytes"]?.numberValue ?? Double(16 << 20))
+        let archive = WalArchive(directory: walArchive, segmentBytes: bytesPerSegment)
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: walArchive)) ?? []
+        var doomed: [String] = []
+        for name in names {
+            let base = String(name.prefix(24))
+            guard let seg = WalSegment(name: base, segmentBytes: bytesPerSegment), !name.hasSuffix(".history"),
+                  seg.timeline <= oldest.timeline, seg.number < oldest.number else { continue }
+            doomed.append(name)
+        }
+        guard !doomed.isEmpty else { return [] }
+        doomed.sort()
+        let bytes = doomed.reduce(Int64(0)) { $0 + (FileOps.size(archive.directory + "/" + $1) ?? 0) }
+        if !dryRun {
+            for name in doomed where unlink(archive.directory + "/" + name) != 0 && errno != ENOENT {
+                throw SystemError("remove", archive.directory + "/" + name)
+            }
+        }
+        return [PruneDecision(id: "\(doomed.count) WAL file(s) \(doomed.first!)..\(doomed.last!)", tier: "-", remove: true,
+                              reason: "older than \(oldest), where the oldest kept base backup starts", bytes: bytes, target: name)]
     }
 
     // MARK: verify

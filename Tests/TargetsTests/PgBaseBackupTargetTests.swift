@@ -115,6 +115,30 @@ final class PgBaseBackupTargetTests: XCTestCase {
         XCTAssertEqual(phases.split(separator: "\n"), ["a=100", "b=50"], "rows before the target exist, rows after it do not")
     }
 
+    func testRetentionRemovesWalOlderThanTheOldestKeptBaseBackup() throws {
+        let engine = TestSupport.engine(dir + "/repo", [target()])
+        XCTAssertTrue(try engine.backup().succeeded)
+        try switchAndWaitForArchive()
+        try switchAndWaitForArchive()
+        sleep(1) // a new set ID
+        let second = try engine.backup()
+        XCTAssertTrue(second.succeeded)
+        try switchAndWaitForArchive()
+        let start = try XCTUnwrap(WalSegment(name: second.targets[0].facts["walStart"]?.stringValue ?? ""))
+        let before = WalArchive(directory: pg.archiveDirectory).segments().map(\.segment)
+        XCTAssertTrue(before.contains { $0 < start }, "there is old WAL to remove")
+
+        let policy = RetentionPolicy(limits: ["daily": .init(count: 1)])
+        let planned = try engine.prune(policy, dryRun: true)
+        XCTAssertEqual(WalArchive(directory: pg.archiveDirectory).segments().map(\.segment), before, "a dry run removes nothing")
+        XCTAssertTrue(planned.contains { $0.target == "cluster" && $0.remove }, "\(planned)")
+        let done = try engine.prune(policy, dryRun: false)
+        XCTAssertEqual(done.filter { $0.remove && $0.target == nil }.count, 1, "the older set goes")
+        let after = WalArchive(directory: pg.archiveDirectory).segments().map(\.segment)
+        XCTAssertFalse(after.contains { $0 < start }, "no WAL older than the kept base backup remains")
+        XCTAssertEqual(after, before.filter { $0 >= start }, "every segment the kept backup needs is still there")
+    }
+
     func testRestoreRefusesARunningOrNonEmptyDataDirectory() throws {
         let engine = TestSupport.engine(dir + "/repo", [target()])
         XCTAssertTrue(try engine.backup().succeeded)

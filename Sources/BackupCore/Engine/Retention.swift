@@ -62,6 +62,19 @@ public struct PruneDecision: Codable, Sendable {
     public var reason: String
     /// Its size on disk.
     public var bytes: Int64
+    /// Set for what a target keeps outside sets (e.g. old WAL): the target's name. `id` then
+    /// describes what is removed.
+    public var target: String?
+
+    /// Describes a decision.
+    public init(id: String, tier: String, remove: Bool, reason: String, bytes: Int64, target: String? = nil) {
+        self.id = id
+        self.tier = tier
+        self.remove = remove
+        self.reason = reason
+        self.bytes = bytes
+        self.target = target
+    }
 }
 
 extension BackupEngine {
@@ -105,7 +118,7 @@ extension BackupEngine {
     public func prune(_ policy: RetentionPolicy, dryRun: Bool) throws -> [PruneDecision] {
         let runLock: RunLock? = dryRun ? nil : try lock()
         defer { runLock?.release() }
-        let decisions = pruneDecisions(policy)
+        var decisions = pruneDecisions(policy)
         for d in decisions where d.remove {
             if dryRun {
                 logger.info("would remove \(d.tier)/\(d.id) (\(Format.bytes(d.bytes))): \(d.reason)")
@@ -115,6 +128,18 @@ extension BackupEngine {
             }
         }
         for d in decisions where !d.remove { logger.info("\(d.tier)/\(d.id): \(d.reason)") }
+        // Then what targets keep beside their sets, judged by the sets that remain.
+        let removed = Set(decisions.filter(\.remove).map { "\($0.tier)/\($0.id)" })
+        let remaining = repository.completeSets().filter { !removed.contains("\($0.tier)/\($0.id)") }
+        for target in targets {
+            let kept = remaining.compactMap { $0.manifest?.record(for: target.name) }.filter { $0.status == .ok }
+            guard !kept.isEmpty else { continue }
+            for d in try target.pruneOutsideSets(keeping: kept, dryRun: dryRun) {
+                logger.info("\(dryRun && d.remove ? "would remove" : d.remove ? "removed" : "kept") \(d.id) (\(Format.bytes(d.bytes))): \(d.reason)",
+                            metadata: ["target": "\(target.name)"])
+                decisions.append(d)
+            }
+        }
         return decisions
     }
 }

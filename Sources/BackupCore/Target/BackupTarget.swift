@@ -43,6 +43,12 @@ public protocol BackupTarget: Sendable {
     /// and health checks (e.g. the WAL archive's newest segment and its age). Must be cheap and
     /// must not write. Default: none.
     func currentFacts(repository: Repository) -> [String: JSONValue]
+
+    /// Called by retention after it decided which sets stay: removes (or, with `dryRun`, only
+    /// reports) what this target keeps outside sets that no remaining backup needs, e.g. WAL
+    /// older than the oldest kept base backup. `kept` are this target's remaining good records;
+    /// it is never empty. Default: nothing.
+    func pruneOutsideSets(keeping kept: [TargetRecord], dryRun: Bool) throws -> [PruneDecision]
 }
 
 extension BackupTarget {
@@ -55,6 +61,8 @@ extension BackupTarget {
     public func restoreDrill(_ record: TargetRecord, context: VerifyContext) throws -> DrillReport? { nil }
 
     public func currentFacts(repository: Repository) -> [String: JSONValue] { [:] }
+
+    public func pruneOutsideSets(keeping kept: [TargetRecord], dryRun: Bool) throws -> [PruneDecision] { [] }
 }
 
 /// The result of a restore drill: did the backup really restore, and how long did it take.
