@@ -107,6 +107,7 @@ public struct RsyncSnapshotTarget: BackupTarget {
         var length: Int64
         var name: [UInt8]
         var isTransferredFile: Bool { item.hasPrefix(">f") }
+        var writesFileContent: Bool { item.count >= 2 && ">ch".contains(item.first!) && item.dropFirst().first == "f" }
         var isDeletion: Bool { item.hasPrefix("*deleting") }
     }
 
@@ -169,7 +170,9 @@ public struct RsyncSnapshotTarget: BackupTarget {
         if let linkDest { args.append("--link-dest=\(linkDest)") }
         args += ["--", source + "/", tree + "/"]
 
-        var transferred = Set<[UInt8]>()
+        // Names rsync wrote file content under (>f copied, cf local copy, hf hard link within
+        // the tree with -H): these are hashed. Everything else was linked from --link-dest.
+        var written = Set<[UInt8]>()
         var filesTransferred = 0
         var bytesTransferred: Int64 = 0
         let rsyncStarted = Date()
@@ -177,10 +180,11 @@ public struct RsyncSnapshotTarget: BackupTarget {
             if line.isTransferredFile {
                 filesTransferred += 1
                 bytesTransferred += line.length
-                transferred.insert(line.name)
             }
+            if line.writesFileContent { written.insert(line.name) }
         }
         let rsyncSeconds = Date().timeIntervalSince(rsyncStarted)
+        if outcome.status != 0 { try Interrupts.shared.yieldToSignal() }
         switch outcome.status {
         case 0: break
         case 23: output.warnings.append("rsync exit 23 (partial transfer: some files could not be copied): \(outcome.lastErrorLine)")
@@ -192,13 +196,12 @@ public struct RsyncSnapshotTarget: BackupTarget {
         // The per-file manifest: walk the new snapshot, hash only what rsync wrote.
         let hashStarted = Date()
         let treeRaw = RawPath(tree)
-        let prevRaw = linkDest.map { RawPath($0) }
         var files = 0, dirs = 0, symlinks = 0, hashed = 0, carried = 0
         var apparent: Int64 = 0, unique: Int64 = 0, bytesHashed: Int64 = 0
         var matchedTransferred = 0
         let writer = try context.createArtifact(Self.manifestName)
+        var pendingLines: [UInt8] = Array((FileTreeManifest.header + "\n").utf8)
         do {
-            try writer.write(Data((FileTreeManifest.header + "\n").utf8))
             try TreeWalk.walk(treeRaw) { rel, st in
                 let type = st.st_mode & S_IFMT
                 if type == S_IFDIR { dirs += 1; return }
@@ -209,12 +212,14 @@ public struct RsyncSnapshotTarget: BackupTarget {
                     apparent += Int64(st.st_size)
                     if st.st_nlink == 1 { unique += Int64(st.st_size) }
                 }
-                let wasTransferred = transferred.contains(rel.bytes)
-                if wasTransferred { matchedTransferred += 1 }
+                let wasWritten = written.contains(rel.bytes)
+                if wasWritten { matchedTransferred += 1 }
                 var sha: String?
-                if !wasTransferred, let prev = previousEntries[rel.bytes], prev.size == Int64(st.st_size),
-                   let prevSt = prevRaw?.appending(rel).lstat(), prevSt.st_ino == st.st_ino, prevSt.st_dev == st.st_dev {
-                    sha = prev.sha256 // the same inode as in the previous snapshot: same bytes
+                // Not written by rsync, yet in the new tree with more than one link: a hard link
+                // to the previous snapshot's file (a fresh copy would have one link).
+                if !wasWritten, st.st_nlink > 1, let prev = previousEntries[rel.bytes], prev.size == Int64(st.st_size),
+                   prev.mtimeSeconds == st.st_mtim.tv_sec, prev.mtimeNanoseconds == st.st_mtim.tv_nsec {
+                    sha = prev.sha256
                     carried += 1
                 }
                 if sha == nil {
@@ -226,8 +231,13 @@ public struct RsyncSnapshotTarget: BackupTarget {
                 let entry = FileTreeEntry(type: isLink ? UInt8(ascii: "l") : UInt8(ascii: "f"), path: rel, size: Int64(st.st_size),
                                           mtimeSeconds: st.st_mtim.tv_sec, mtimeNanoseconds: st.st_mtim.tv_nsec,
                                           mode: UInt32(st.st_mode & 0o7777), sha256: sha!)
-                try writer.write(Data(FileTreeManifest.line(entry).utf8))
+                pendingLines += FileTreeManifest.line(entry).utf8
+                if pendingLines.count >= 1 << 20 {
+                    try pendingLines.withUnsafeBytes { try writer.write($0) }
+                    pendingLines.removeAll(keepingCapacity: true)
+                }
             }
+            try pendingLines.withUnsafeBytes { try writer.write($0) }
         } catch {
             writer.abandon()
             throw error
@@ -248,15 +258,15 @@ public struct RsyncSnapshotTarget: BackupTarget {
             "filesCarriedForward": .number(Double(carried)),
             "apparentBytes": .number(Double(apparent)),
             "uniqueBytes": .number(Double(unique)),
-            "itemizedNotFound": .number(Double(transferred.count - matchedTransferred)),
+            "itemizedNotFound": .number(Double(written.count - matchedTransferred)),
             "rsyncExit": .number(Double(outcome.status)),
             "rsyncSeconds": .number(rsyncSeconds),
             "hashSeconds": .number(Date().timeIntervalSince(hashStarted)),
             "excludes": .array(excludes.map { .string($0) }),
             "options": .string(preserveOptions.joined(separator: " ")),
         ]
-        if transferred.count != matchedTransferred {
-            output.warnings.append("\(transferred.count - matchedTransferred) name(s) rsync reported as copied are not in the snapshot (vanished or excluded)")
+        if written.count != matchedTransferred {
+            output.warnings.append("\(written.count - matchedTransferred) name(s) rsync reported as copied are not in the snapshot (vanished or excluded)")
         }
         if let (vOutcome, text) = try? ChildProcess("rsync", ["--version"]).capture(), vOutcome.status == 0 {
             output.toolVersions["rsync"] = text.split(separator: "\n").first.map { String($0) }
@@ -489,7 +499,7 @@ public struct RsyncSnapshotTarget: BackupTarget {
             let outcome = try Self.runRsync(args) { line in
                 if line.isTransferredFile { written += 1; bytes += line.length } else if line.isDeletion { deleted += 1 }
             }
-            try Interrupts.shared.checkpoint()
+            if outcome.status != 0 { try Interrupts.shared.yieldToSignal() }
             guard outcome.status == 0 else { throw OperationError("rsync exited \(outcome.status): \(outcome.lastErrorLine)") }
         } catch {
             throw rollBack("\(error)")

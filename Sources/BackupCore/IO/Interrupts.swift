@@ -15,6 +15,7 @@ public final class Interrupts: @unchecked Sendable {
     private var onInterrupt: [@Sendable (Int32) -> Void] = []
     private var deferDepth = 0
     private var pending: Int32?
+    private var received = false
 
     /// Installs the handlers once. Safe to call more than once.
     public func install() {
@@ -77,8 +78,18 @@ public final class Interrupts: @unchecked Sendable {
         if let sig { throw InterruptedError(signal: sig) }
     }
 
+    /// Call when a child failed: if a signal killed it outside `deferring`, the handler is
+    /// about to exit the process (130/143), so wait for that instead of reporting the child's
+    /// death as the cause. Inside `deferring`, throws like `checkpoint()`.
+    public func yieldToSignal() throws {
+        lock.lock(); let r = received, depth = deferDepth; lock.unlock()
+        if r && depth == 0 { while true { sleep(1) } }
+        try checkpoint()
+    }
+
     private func handle(_ sig: Int32) {
         lock.lock()
+        received = true
         if deferDepth > 0 {
             let first = pending == nil
             pending = pending ?? sig

@@ -32,7 +32,10 @@ enum FileTreeManifest {
             if b > 0x20 && b < 0x7F && b != UInt8(ascii: "%") {
                 out.unicodeScalars.append(Unicode.Scalar(b))
             } else {
-                out += String(format: "%%%02X", b)
+                let hex = Array("0123456789ABCDEF".unicodeScalars)
+                out.unicodeScalars.append("%")
+                out.unicodeScalars.append(hex[Int(b >> 4)])
+                out.unicodeScalars.append(hex[Int(b & 0xF)])
             }
         }
         return out
@@ -62,7 +65,8 @@ enum FileTreeManifest {
     }
 
     static func line(_ e: FileTreeEntry) -> String {
-        "\(Character(Unicode.Scalar(e.type))) \(e.sha256) \(e.size) \(e.mtimeSeconds).\(String(format: "%09d", e.mtimeNanoseconds)) \(String(e.mode, radix: 8)) \(escape(e.path.bytes))\n"
+        let ns = String(e.mtimeNanoseconds)
+        return "\(Character(Unicode.Scalar(e.type))) \(e.sha256) \(e.size) \(e.mtimeSeconds).\(String(repeating: "0", count: max(0, 9 - ns.count)))\(ns) \(String(e.mode, radix: 8)) \(escape(e.path.bytes))\n"
     }
 
     /// Parses a whole manifest; throws on any malformed line.
