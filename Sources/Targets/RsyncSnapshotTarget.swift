@@ -437,6 +437,7 @@ public struct RsyncSnapshotTarget: BackupTarget {
                 guard outcome.status == 0 else { throw OperationError("rsync --dry-run failed with exit \(outcome.status): \(outcome.lastErrorLine)") }
             } else {
                 writes = scope.count
+                shown = scope.prefix(50).map { "  write  \($0.path.display)" }
             }
             report.lines.append("files to write: \(writes); files to delete: \(deletes)\(prefixes.isEmpty ? "" : " (--path never deletes)")")
             report.lines += shown

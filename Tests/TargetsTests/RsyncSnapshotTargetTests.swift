@@ -223,6 +223,9 @@ final class RsyncSnapshotTargetTests: XCTestCase {
 
         // Into an empty place: no safety copy needed; owner and group can be set.
         let out = dir + "/out"
+        let freshPlan = try e.restore(target: "media", id: "latest", options: RestoreOptions(destination: out, dryRun: true))
+        XCTAssertTrue(freshPlan.lines.contains("  write  d2/f5.bin"), "\(freshPlan.lines)")
+        XCTAssertFalse(FileOps.exists(out), "a plan creates nothing")
         let fresh = try e.restore(target: "media", id: "latest", options: RestoreOptions(destination: out, owner: "65534", group: "65534"))
         XCTAssertNil(fresh.safetyCopy)
         XCTAssertEqual(try hashes(out), original)
