@@ -39,7 +39,7 @@ struct ListCommand<F: Frontend>: ParsableCommand {
             return ListRow(id: s.id, tier: s.tier, status: m?.status.rawValue ?? "incomplete", createdAt: m?.startedAt,
                            targets: m?.targets.filter { $0.status == .ok }.map(\.name) ?? [],
                            failedTargets: m?.targets.filter { $0.status == .failed }.map(\.name) ?? [],
-                           bytes: size ? FileOps.treeSize(s.directory) : nil, directory: s.directory)
+                           bytes: size ? FileOps.freedSize(s.directory) : nil, directory: s.directory)
         }
         if json { return try printJSON(rows) }
         if rows.isEmpty {
@@ -56,7 +56,10 @@ struct ListCommand<F: Frontend>: ParsableCommand {
                          + (size ? [Format.bytes(r.bytes ?? 0)] : []))
         }
         printTable(table)
-        if size { print("total: \(Format.bytes(rows.reduce(0) { $0 + ($1.bytes ?? 0) })) in \(rows.count) backup(s)") }
+        if size {
+            print("total: \(Format.bytes(FileOps.diskUsage(rows.map(\.directory)))) on disk in \(rows.count) backup(s)"
+                  + " (SIZE is what removing a backup frees: files hard-linked with other backups count once, in the total)")
+        }
         if rows.contains(where: { $0.status == "incomplete" }) {
             print("incomplete backups have no manifest (a crashed or running backup); the next backup run removes them")
         }

@@ -294,7 +294,7 @@ public struct PgDumpTarget: BackupTarget {
         if context.options.intoDatabase != nil && stored.count > 1 {
             throw UsageError("this backup holds \(stored.count) databases; pick one with --path DB to use --into")
         }
-        let maintenance = try server.connect(database: "postgres")
+        let maintenance = try maintenanceConnection()
         defer { maintenance.close() }
         let major = PostgresMajor(serverVersion: maintenance.serverVersion)
         var report = RestoreReport(target: name, destination: server.label, dryRun: context.options.dryRun)
@@ -366,6 +366,15 @@ public struct PgDumpTarget: BackupTarget {
         report.lines.append("restored in \(Format.seconds(seconds)) with pg_restore -j \(jobs)")
         if let safety = report.safetyCopy { report.lines.append("safety copy: \(safety)") }
         return report
+    }
+
+    /// A connection to a database other than the ones restored (to drop and create them):
+    /// `postgres`, else `template1`.
+    func maintenanceConnection() throws -> PGConnection {
+        do { return try server.connect(database: "postgres") } catch let first {
+            if let conn = try? server.connect(database: "template1") { return conn }
+            throw first
+        }
     }
 
     struct Tools { var pgRestore: PostgresTool; var pgDump: PostgresTool; var psql: PostgresTool }
@@ -485,7 +494,7 @@ public struct PgDumpTarget: BackupTarget {
         if !problems.isEmpty {
             return DrillReport(target: name, setID: setID, passed: false, restoreSeconds: 0, lines: problems.map(\.message))
         }
-        let maintenance = try server.connect(database: "postgres")
+        let maintenance = try maintenanceConnection()
         defer { maintenance.close() }
         let major = PostgresMajor(serverVersion: maintenance.serverVersion)
         let tools = Tools(pgRestore: try server.tool("pg_restore", for: major), pgDump: try server.tool("pg_dump", for: major),

@@ -84,7 +84,7 @@ extension BackupEngine {
                 }
             }
         }
-        let plan = RemovalPlan(id: set.id, directory: set.directory, bytes: FileOps.treeSize(set.directory), removed: !dryRun)
+        let plan = RemovalPlan(id: set.id, directory: set.directory, bytes: FileOps.freedSize(set.directory), removed: !dryRun)
         if !dryRun {
             try repository.delete(set)
             logger.info("removed backup \(set.tier)/\(set.id) (\(Format.bytes(plan.bytes)))")

@@ -108,7 +108,7 @@ extension BackupEngine {
             } else {
                 remaining = others
                 decisions[set.directory] = PruneDecision(id: set.id, tier: set.tier, remove: true, reason: reason,
-                                                         bytes: FileOps.treeSize(set.directory))
+                                                         bytes: FileOps.freedSize(set.directory))
             }
         }
         return sets.compactMap { decisions[$0.directory] }

@@ -91,6 +91,42 @@ public enum FileOps {
         return Int64(st.st_size)
     }
 
+    /// The bytes that deleting `path` would free: regular files whose every hard link lies
+    /// inside it. A file an rsync snapshot shares with other snapshots is not counted (that
+    /// is where `du` misleads).
+    public static func freedSize(_ path: String) -> Int64 {
+        guard let e = FileManager.default.enumerator(atPath: path) else { return size(path) ?? 0 }
+        var total: Int64 = 0
+        var linked: [UInt64: (seen: Int, links: Int, bytes: Int64)] = [:]
+        while let rel = e.nextObject() as? String {
+            var st = stat()
+            guard lstat(path + "/" + rel, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+            if st.st_nlink <= 1 { total += Int64(st.st_size); continue }
+            let key = UInt64(st.st_ino) ^ (UInt64(st.st_dev) << 48)
+            var entry = linked[key] ?? (0, Int(st.st_nlink), Int64(st.st_size))
+            entry.seen += 1
+            linked[key] = entry
+        }
+        for entry in linked.values where entry.seen >= entry.links { total += entry.bytes }
+        return total
+    }
+
+    /// The bytes of all regular files under `paths`, each hard-linked file counted once.
+    public static func diskUsage(_ paths: [String]) -> Int64 {
+        var seen = Set<UInt64>()
+        var total: Int64 = 0
+        for path in paths {
+            guard let e = FileManager.default.enumerator(atPath: path) else { continue }
+            while let rel = e.nextObject() as? String {
+                var st = stat()
+                guard lstat(path + "/" + rel, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+                if st.st_nlink > 1 && !seen.insert(UInt64(st.st_ino) ^ (UInt64(st.st_dev) << 48)).inserted { continue }
+                total += Int64(st.st_size)
+            }
+        }
+        return total
+    }
+
     /// Total apparent size of all regular files under `path`.
     public static func treeSize(_ path: String) -> Int64 {
         guard let e = FileManager.default.enumerator(atPath: path) else { return size(path) ?? 0 }
