@@ -143,7 +143,7 @@ public struct MinioDataTarget: BackupTarget {
         output.facts["stoppedDuringCopy"] = .bool(stopCommand != nil)
         output.facts["copySeconds"] = .number(copySeconds)
         if stopCommand == nil {
-            output.warnings.append("MinIO was running during the copy; objects written meanwhile may be inconsistent")
+            output.warnings.append("no STOP_CMD is set, so MinIO may have been running during the copy: objects written meanwhile may be inconsistent")
         }
         return output
     }

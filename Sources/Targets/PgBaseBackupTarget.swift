@@ -131,6 +131,8 @@ public struct PgBaseBackupTarget: BackupTarget {
             writer.abandon()
             throw error
         }
+        // Killed by our own SIGINT/SIGTERM handler: let it exit 130/143 instead of reporting a failure.
+        if outcome.status != 0 { try Interrupts.shared.yieldToSignal() }
         guard outcome.status == 0 else {
             writer.abandon()
             throw OperationError("pg_basebackup failed (exit \(outcome.status)): \(outcome.lastErrorLine)")

@@ -162,6 +162,8 @@ public struct PgDumpTarget: BackupTarget {
             }
             let counted = counting.finish()
             _ = try? conn.query("COMMIT")
+            // Killed by our own SIGINT/SIGTERM handler: let it exit 130/143 instead of reporting a failure.
+            if outcome.status != 0 { try Interrupts.shared.yieldToSignal() }
             guard outcome.status == 0 else {
                 writer.abandon()
                 throw OperationError("pg_dump of \(db) failed (exit \(outcome.status)): \(outcome.lastErrorLine)")

@@ -136,4 +136,24 @@ final class PostgresCLITests: XCTestCase {
         XCTAssertFalse(try String(contentsOfFile: trace, encoding: .utf8).contains(PostgresCluster.password))
         XCTAssertFalse((backup.stderr + restore.stdout + restore.stderr).contains(PostgresCluster.password))
     }
+
+    /// SIGTERM while pg_restore is loading: the restore stops, the database is rolled back to
+    /// its state just before the restore (including rows newer than the backup), exit 143.
+    func testSIGTERMDuringRestoreRollsBackTheDatabase() throws {
+        try pg.psql("CREATE TABLE big AS SELECT g AS id, md5(g::text) AS payload FROM generate_series(1, 1500000) g", database: db)
+        XCTAssertEqual(try backstop(["backup"]).status, 0)
+        try pg.psql("INSERT INTO notes (body) VALUES ('written after the backup')", database: db)
+        let p = try TestSupport.start("backstop", ["restore", "db", "--yes", "--config", config])
+        let loading = TestSupport.waitFor(60) {
+            (try? self.pg.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = '\(self.db)' AND query LIKE 'COPY public.big % FROM stdin%'")) == "1"
+        }
+        XCTAssertTrue(loading, "pg_restore started loading the big table")
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 143)
+        XCTAssertEqual(try pg.psql("SELECT count(*) FROM notes", database: db), "1001", "the newer row is back: rolled back, not restored")
+        XCTAssertEqual(try pg.psql("SELECT count(*) FROM big", database: db), "1500000")
+        let safety = try FileManager.default.contentsOfDirectory(atPath: dir + "/backups/pre-restore")
+        XCTAssertEqual(safety.count, 1, "the safety dump is kept: \(safety)")
+    }
 }

@@ -171,12 +171,7 @@ extension ArchiveTargetTests {
         _ = try e.restore(target: "odd", id: "latest", options: RestoreOptions(destination: out.display))
         XCTAssertEqual(out.children(), src.children())
         for (i, name) in names.enumerated() {
-            let fd = out.appending(name).withCString { open($0, O_RDONLY) }
-            XCTAssertGreaterThanOrEqual(fd, 0, RawPath(bytes: name).display)
-            var buf = [UInt8](repeating: 0, count: 64)
-            let n = read(fd, &buf, 64)
-            close(fd)
-            XCTAssertEqual(String(decoding: buf[0..<max(n, 0)], as: UTF8.self), "content \(i)")
+            XCTAssertEqual(TestSupport.readStart(out.appending(name)), "content \(i)", RawPath(bytes: name).display)
         }
         // Restoring again over them takes a safety copy of every one (the names are found).
         let again = try e.restore(target: "odd", id: "latest", options: RestoreOptions(destination: out.display))

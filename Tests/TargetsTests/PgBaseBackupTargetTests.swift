@@ -50,12 +50,7 @@ final class PgBaseBackupTargetTests: XCTestCase {
 
         // A byte flipped in the tarball fails verify, naming the file.
         let path = try XCTUnwrap(run.directory) + "/cluster/base.tar.zst"
-        let h = try XCTUnwrap(FileHandle(forUpdatingAtPath: path))
-        h.seek(toFileOffset: 1000)
-        let b = h.readData(ofLength: 1)
-        h.seek(toFileOffset: 1000)
-        h.write(Data([b[0] ^ 0x55]))
-        h.closeFile()
+        try TestSupport.flipByte(path, at: 1000, mask: 0x55)
         let bad = try engine.verify(engine.repository.completeSets())
         XCTAssertTrue(bad[0].findings.contains { $0.severity == .error && $0.message.contains("base.tar.zst") }, "\(bad[0].findings)")
     }

@@ -151,12 +151,7 @@ final class PgDumpTargetTests: XCTestCase {
         XCTAssertEqual(try pg.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'backstop_drill_%'"), "0")
 
         // A flipped byte fails the drill on its checksum.
-        let h = try XCTUnwrap(FileHandle(forUpdatingAtPath: path))
-        h.seek(toFileOffset: 200)
-        let byte = h.readData(ofLength: 1)
-        h.seek(toFileOffset: 200)
-        h.write(Data([byte[0] ^ 0xFF]))
-        h.closeFile()
+        try TestSupport.flipByte(path, at: 200)
         let corrupt = try engine.drill()
         XCTAssertFalse(corrupt[0].passed)
         XCTAssertTrue(corrupt[0].lines.joined().contains("checksum mismatch"), "\(corrupt[0].lines)")

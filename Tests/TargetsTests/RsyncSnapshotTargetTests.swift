@@ -273,12 +273,7 @@ final class RsyncSnapshotTargetTests: XCTestCase {
         _ = try e.restore(target: "media", id: "latest", options: RestoreOptions(destination: out.display))
         XCTAssertEqual(out.children(), odd.children())
         for (i, name) in names.enumerated() {
-            let fd = out.appending(name).withCString { open($0, O_RDONLY) }
-            XCTAssertGreaterThanOrEqual(fd, 0, RawPath(bytes: name).display)
-            var buf = [UInt8](repeating: 0, count: 64)
-            let n = read(fd, &buf, 64)
-            close(fd)
-            XCTAssertEqual(String(decoding: buf[0..<max(n, 0)], as: UTF8.self), "content \(i) changed")
+            XCTAssertEqual(TestSupport.readStart(out.appending(name)), "content \(i) changed", RawPath(bytes: name).display)
         }
     }
 

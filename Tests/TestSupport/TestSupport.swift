@@ -37,6 +37,26 @@ public enum TestSupport {
         try Data(contentsOf: URL(fileURLWithPath: path))
     }
 
+    /// The first bytes of the file at a byte-exact path, as text; nil if it cannot be opened.
+    public static func readStart(_ path: RawPath, max count: Int = 64) -> String? {
+        let fd = path.withCString { open($0, O_RDONLY) }
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: count)
+        let n = Foundation.read(fd, &buf, count)
+        return String(decoding: buf[0..<max(n, 0)], as: UTF8.self)
+    }
+
+    /// Flips the bits of one byte of a file in place (same size): corruption for verify tests.
+    public static func flipByte(_ path: String, at offset: UInt64, mask: UInt8 = 0xFF) throws {
+        guard let h = FileHandle(forUpdatingAtPath: path) else { throw SystemError("open", path) }
+        defer { h.closeFile() }
+        h.seek(toFileOffset: offset)
+        let byte = h.readData(ofLength: 1)
+        h.seek(toFileOffset: offset)
+        h.write(Data([byte[0] ^ mask]))
+    }
+
     /// Every regular file under `root` with its bytes, keyed by relative path.
     public static func snapshot(_ root: String) throws -> [String: Data] {
         var result: [String: Data] = [:]
