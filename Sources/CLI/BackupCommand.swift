@@ -64,6 +64,18 @@ struct CheckCommand<F: Frontend>: ParsableCommand {
         let session = try Session<F>(global, logToFile: false)
         let context = PreflightContext(logger: session.engine.logger)
         var findings: [Finding] = []
+        // The backup directory itself: it must exist (or be creatable) and be writable.
+        let root = session.engine.repository.root
+        var existing = root
+        while !FileOps.exists(existing) && existing != "/" { existing = (existing as NSString).deletingLastPathComponent }
+        if access(existing, W_OK) != 0 {
+            let why = String(cString: strerror(errno))
+            findings.append(Finding(.error, target: "-", "backup directory \(root)\(existing == root ? "" : " (its parent \(existing))") is not writable: \(why)"))
+        }
+        if !json {
+            print("\(findings.isEmpty ? "ok  " : "FAIL")  backup directory \(root)")
+            for f in findings { print("      \(f.severity.rawValue): \(f.message)") }
+        }
         for target in session.deployment.targets {
             let found = target.preflight(context)
             findings += found

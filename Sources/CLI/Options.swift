@@ -39,6 +39,10 @@ struct Session<F: Frontend> {
         let logger = Logger.backstop(sink: sink, level: level)
         engine = BackupEngine(repository: repository, targets: deployment.targets, frontend: F.commandName, logger: logger)
         alerter = try Alerter.from(config: config)
+        // The handler prints its own line on stderr; the daily log gets one too.
+        Interrupts.shared.onSignal { [sink] sig in
+            sink.write(level: .error, "interrupted by \(sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "signal \(sig)"): stopped children and removed partial output", fileOnly: true)
+        }
     }
 
     /// Sends `alert` through the configured channels; a delivery failure is logged as an error.

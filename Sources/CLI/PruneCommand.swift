@@ -25,11 +25,13 @@ struct PruneCommand<F: Frontend>: ParsableCommand {
         }
         let decisions = try session.engine.prune(policy, dryRun: dryRun)
         if json { return try printJSON(decisions) }
-        let removed = decisions.filter(\.remove)
+        let removed = decisions.filter { $0.remove && $0.target == nil }
+        let extra = decisions.filter { $0.remove && $0.target != nil }
         for d in decisions {
             let what = d.target.map { "\($0): \(d.id)" } ?? "\(d.tier)/\(d.id)"
             print("\(d.remove ? (dryRun ? "would remove" : "removed     ") : "kept        ")  \(what)  \(d.reason)")
         }
-        print("\(dryRun ? "would free" : "freed") \(Format.bytes(removed.reduce(0) { $0 + $1.bytes })) in \(removed.count) backup(s)")
+        print("\(dryRun ? "would free" : "freed") \(Format.bytes(removed.reduce(0) { $0 + $1.bytes })) in \(removed.count) backup(s)"
+              + (extra.isEmpty ? "" : ", and \(Format.bytes(extra.reduce(0) { $0 + $1.bytes })) beside them (\(extra.map { $0.target ?? "" }.joined(separator: ", ")))"))
     }
 }

@@ -53,24 +53,27 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
             let good = repo.latestGood(target: t.name)
             let lastDrill = drills.last { $0.target == t.name }
             let lastPassed = drills.last { $0.target == t.name && $0.passed }
-            let failure = complete.first { $0.manifest?.record(for: t.name)?.status == .failed }
+            let failure = complete.first { $0.manifest?.record(for: t.name)?.status == .failed }?.manifest?.record(for: t.name)
+            let unkept = repo.failures().last { $0.name == t.name }
+            let lastFailure = [failure, unkept].compactMap { $0 }.max { $0.finishedAt < $1.finishedAt }
             return Stats.TargetStats(name: t.name, kind: t.kind, lastGoodBackup: good?.0.id, lastGoodAt: good?.1.finishedAt,
                                      lastGoodAgeHours: good.map { Date().timeIntervalSince($0.1.finishedAt) / 3600 },
-                                     lastGoodBytes: good?.1.bytes,
-                                     lastFailure: failure?.manifest?.record(for: t.name)?.error,
-                                     lastFailureAt: failure?.manifest?.record(for: t.name)?.finishedAt,
+                                     // A snapshot's content is not an artifact: count its files, not its manifest.
+                                     lastGoodBytes: good.map { g in g.1.facts["apparentBytes"]?.numberValue.map { Int64($0) } ?? g.1.bytes },
+                                     lastFailure: lastFailure?.error,
+                                     lastFailureAt: lastFailure?.finishedAt,
                                      lastDrill: lastDrill, lastPassedDrillAt: lastPassed?.at,
                                      facts: (good?.1.facts.filter { !["members", "tables"].contains($0.key) } ?? [:])
                                         .merging(t.currentFacts(repository: repo)) { $1 })
         }
         let stats = Stats(backupDirectory: repo.root, backups: complete.count, incomplete: all.count - complete.count,
-                          perTier: perTier, totalBytes: complete.reduce(0) { $0 + $1.manifest!.bytes },
+                          perTier: perTier, totalBytes: FileOps.diskUsage(complete.map(\.directory)),
                           oldest: complete.last?.id, newest: complete.first?.id, diskFreeBytes: free, targets: targets)
         if json { return try printJSON(stats) }
         print("backup directory: \(stats.backupDirectory)")
         print("backups: \(stats.backups) (\(perTier.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")))"
               + (stats.incomplete > 0 ? ", \(stats.incomplete) incomplete" : ""))
-        print("total size: \(Format.bytes(stats.totalBytes))" + (free.map { ", disk free: \(Format.bytes($0))" } ?? ""))
+        print("disk used by backups: \(Format.bytes(stats.totalBytes))" + (free.map { ", disk free: \(Format.bytes($0))" } ?? ""))
         if let o = stats.oldest, let n = stats.newest { print("oldest: \(o), newest: \(n)") }
         for t in targets {
             if let id = t.lastGoodBackup, let age = t.lastGoodAgeHours {

@@ -14,7 +14,7 @@ struct VerifyCommand<F: Frontend>: ParsableCommand {
     @Argument(help: "The backup ID to verify (default: the newest).")
     var backup: String?
 
-    @Option(name: .long, help: "Same as BACKUP (the journal scripts' spelling).")
+    @Option(name: [.customLong("timestamp"), .customLong("backup")], help: "Same as BACKUP (--timestamp is the journal scripts' spelling; --backup as restore spells it).")
     var timestamp: String?
 
     @Flag(name: .long, help: "Verify every backup.")
@@ -65,7 +65,8 @@ struct VerifyCommand<F: Frontend>: ParsableCommand {
             try printJSON(reports)
         } else {
             for r in reports {
-                print("\(r.passed ? "PASS" : "FAIL")  restore drill of \(r.target) from \(r.setID): restored in \(Format.seconds(r.restoreSeconds))")
+                let took = r.passed || r.restoreSeconds > 0 ? "restored in \(Format.seconds(r.restoreSeconds))" : "did not restore"
+                print("\(r.passed ? "PASS" : "FAIL")  restore drill of \(r.target) from \(r.setID): \(took)")
                 for line in r.lines { print("      \(line)") }
             }
         }

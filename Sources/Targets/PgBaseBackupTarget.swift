@@ -72,6 +72,11 @@ public struct PgBaseBackupTarget: BackupTarget {
         "PostgreSQL cluster at \(server.label) (pg_basebackup, \(compression))\(walArchive.map { ", WAL archive \($0)" } ?? "")"
     }
 
+    /// This target's config key for `short`, e.g. `TARGET_CLUSTER_STOP_CMD`, for messages.
+    private func key(_ short: String) -> String {
+        "TARGET_" + name.uppercased().replacingOccurrences(of: "-", with: "_") + "_" + short
+    }
+
     private var suffix: String { compression == "zstd" ? ".tar.zst" : compression == "gzip" ? ".tar.gz" : ".tar" }
 
     // MARK: preflight
@@ -88,7 +93,7 @@ public struct PgBaseBackupTarget: BackupTarget {
             findings.append(Finding(.error, target: name, "the cluster has \(n) extra tablespace(s); this target streams one tarball and supports only the default tablespaces"))
         }
         if walArchive == nil {
-            findings.append(Finding(.warning, target: name, "no \(name.uppercased())_WAL_ARCHIVE set: base backups only, no point-in-time recovery"))
+            findings.append(Finding(.warning, target: name, "no \(key("WAL_ARCHIVE")) set: base backups only, no point-in-time recovery"))
         }
         return findings
     }
@@ -237,7 +242,7 @@ public struct PgBaseBackupTarget: BackupTarget {
     public func restore(_ record: TargetRecord, context: RestoreContext) throws -> RestoreReport {
         let options = context.options
         guard let destination = options.destination.map({ $0.hasSuffix("/") ? String($0.dropLast()) : $0 }) ?? dataDirectory else {
-            throw UsageError("say where the cluster goes: --to DATA_DIR, or set \(name.uppercased().replacingOccurrences(of: "-", with: "_"))_DATA_DIR")
+            throw UsageError("say where the cluster goes: --to DATA_DIR, or set \(key("DATA_DIR"))")
         }
         guard let artifact = record.artifacts.first else { throw OperationError("backup of \(name) has no files") }
         var report = RestoreReport(target: name, destination: destination, dryRun: options.dryRun)
@@ -248,7 +253,7 @@ public struct PgBaseBackupTarget: BackupTarget {
         let pitr = options.targetTime != nil || options.toLatest
         if pitr {
             guard let walArchive else {
-                throw UsageError("point-in-time recovery needs the WAL archive: set \(name.uppercased().replacingOccurrences(of: "-", with: "_"))_WAL_ARCHIVE")
+                throw UsageError("point-in-time recovery needs the WAL archive: set \(key("WAL_ARCHIVE"))")
             }
             if let t = options.targetTime, t < finishedAt {
                 throw UsageError("--to-time \(Format.iso8601(t)) is before this base backup finished (\(Format.iso8601(finishedAt))); pick an older backup with --backup, or a later time")
@@ -259,11 +264,15 @@ public struct PgBaseBackupTarget: BackupTarget {
             let start = record.facts["walStart"]?.stringValue ?? "?"
             let newest = segments.last
             report.lines.append("recovery: \(options.targetTime.map { "to \(Format.iso8601($0))" } ?? "to the end of the archived WAL"), then promote")
-            report.lines.append("WAL: from \(start) (in the tarball) to \(newest.map { "\($0.segment) (archived \(Format.iso8601($0.modified)))" } ?? "nothing archived yet") in \(walArchive)")
+            report.lines.append("WAL: from \(start) to \(newest.map { "\($0.segment) (archived \(Format.iso8601($0.modified)))" } ?? "nothing archived yet") in \(walArchive)")
             let gaps = archive.gaps(in: segments.map(\.segment), since: WalSegment(name: start, segmentBytes: segBytes))
             if !gaps.isEmpty { report.lines.append("WARNING: the archive has gaps (\(gaps.prefix(3).joined(separator: ", "))); recovery stops at the first one") }
-            if let t = options.targetTime, let newest, newest.modified < t {
-                report.lines.append("WARNING: the newest archived WAL is from \(Format.iso8601(newest.modified)), before the target time; recovery ends there")
+            if let t = options.targetTime, newest.map({ $0.modified < t }) ?? true {
+                // PostgreSQL 13+ refuses to start when recovery ends before the target is reached.
+                throw UsageError("--to-time \(Format.iso8601(t)) is after the newest archived WAL (\(newest.map { "\($0.segment), archived \(Format.iso8601($0.modified))" } ?? "none archived")): recovery could not reach it and PostgreSQL would refuse to start. Use --to-latest to replay everything archived, or archive the current WAL first (SELECT pg_switch_wal()) and try again")
+            }
+            if options.targetTime != nil {
+                report.lines.append("note: recovery stops at the first transaction that committed after the target time; if none did, use --to-latest")
             }
         }
 
@@ -272,7 +281,7 @@ public struct PgBaseBackupTarget: BackupTarget {
         let nonEmpty = ((try? FileManager.default.contentsOfDirectory(atPath: destination)) ?? []).isEmpty == false
         if let stopCommand { report.lines.append("before: runs \(stopCommand)") }
         if running && stopCommand == nil {
-            throw OperationError("PostgreSQL is running on \(destination) (postmaster.pid names a live process); stop it first, or set \(name.uppercased())_STOP_CMD")
+            throw OperationError("PostgreSQL is running on \(destination) (postmaster.pid names a live process); stop it first, or set \(key("STOP_CMD"))")
         }
         if nonEmpty {
             guard options.force else {
@@ -316,6 +325,9 @@ public struct PgBaseBackupTarget: BackupTarget {
         let seconds = Date().timeIntervalSince(started)
         report.facts = ["seconds": .number(seconds), "bytes": .number(Double(artifact.bytes))]
         report.lines.append("restored in \(Format.seconds(seconds))\(pitr ? "; recovery.signal written: the server recovers when it starts" : "")")
+        if pitr {
+            report.lines.append("once the data is checked, turn archiving back on (Backstop set archive_mode = off): psql -c 'ALTER SYSTEM RESET archive_mode' -c 'ALTER SYSTEM RESET restore_command' -c 'ALTER SYSTEM RESET recovery_target_time' -c 'ALTER SYSTEM RESET recovery_target_action', then restart PostgreSQL")
+        }
         if let aside { report.lines.append("previous data directory: \(aside)") }
         return report
     }
@@ -357,7 +369,15 @@ public struct PgBaseBackupTarget: BackupTarget {
             lines.append("recovery_target_time = '\(f.string(from: targetTime))+00'")
         }
         let conf = dataDir + "/postgresql.auto.conf"
-        let old = (try? String(contentsOfFile: conf, encoding: .utf8)) ?? ""
+        // Settings left by an earlier recovery (ours or anyone's) would still apply: a stale
+        // recovery_target_time would silently stop a --to-latest recovery early. Drop them.
+        let managed = ["restore_command", "recovery_target", "archive_mode", "primary_conninfo", "standby_mode"]
+        let old = ((try? String(contentsOfFile: conf, encoding: .utf8)) ?? "").split(separator: "\n", omittingEmptySubsequences: false)
+            .filter { line in
+                let key = line.trimmingCharacters(in: .whitespaces).lowercased()
+                return !managed.contains { key.hasPrefix($0) } && !key.hasPrefix("# added by backstop restore")
+            }
+            .joined(separator: "\n")
         try FileOps.writeAtomically(Data((old + lines.joined(separator: "\n") + "\n").utf8), to: conf)
     }
 

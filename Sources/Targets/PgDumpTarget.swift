@@ -51,11 +51,15 @@ public struct PgDumpTarget: BackupTarget {
     public let shrinkWarning: Double
     /// Put before each artifact's name (journal's seed names dumps `postgresql_<db>.dump`).
     public let artifactPrefix: String
+    /// Seconds to wait for a table lock (another session's ALTER, a migration) before giving up
+    /// with a clear error, instead of hanging.
+    public let lockTimeout: Int
 
     /// Creates the target.
     public init(name: String, server: PostgresServer, databases: [String], format: DumpFormat = .custom,
                 level: Int? = nil, threads: Int = 2, jobs: Int = 2, exactRowCounts: Bool = true,
-                minimumBytes: Int64 = 256, shrinkWarning: Double = 0.5, artifactPrefix: String = "") {
+                minimumBytes: Int64 = 256, shrinkWarning: Double = 0.5, artifactPrefix: String = "",
+                lockTimeout: Int = 300) {
         self.name = name
         self.server = server
         self.databases = databases
@@ -67,6 +71,7 @@ public struct PgDumpTarget: BackupTarget {
         self.minimumBytes = minimumBytes
         self.shrinkWarning = shrinkWarning
         self.artifactPrefix = artifactPrefix
+        self.lockTimeout = lockTimeout
     }
 
     /// Builds the target from its config keys.
@@ -82,7 +87,8 @@ public struct PgDumpTarget: BackupTarget {
                   jobs: try s.int("JOBS", default: cpus, range: 1...64),
                   exactRowCounts: try s.choice("ROW_COUNTS", ["exact", "estimate"], default: "exact") == "exact",
                   minimumBytes: Int64(try s.int("MIN_BYTES", default: 256, range: 0...Int.max)),
-                  shrinkWarning: try s.double("SHRINK_WARN", default: 0.5, range: 0...1))
+                  shrinkWarning: try s.double("SHRINK_WARN", default: 0.5, range: 0...1),
+                  lockTimeout: try s.int("LOCK_TIMEOUT", default: 300, range: 1...86_400))
     }
 
     public var summary: String {
@@ -125,17 +131,18 @@ public struct PgDumpTarget: BackupTarget {
                 """).first ?? []
             // One snapshot for the dump and the row counts: export it, hand it to pg_dump,
             // and count in the same transaction while pg_dump runs.
+            try conn.query("SET lock_timeout = '\(lockTimeout)s'")
             try conn.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             let snapshot = try conn.scalar("SELECT pg_export_snapshot()")
             let counting = RowCounter(conn: conn, exact: exactRowCounts)
             counting.start()
 
             let artifactName = artifactPrefix + db + format.suffix
-            var args = ["--format=custom", "--no-password"]
+            var args = ["--format=custom", "--no-password", "--lock-wait-timeout=\(lockTimeout)s"]
             switch format {
             case .custom: if let level { args.append("--compress=\(level)") }
             case .customZstd: args.append("--compress=0")
-            case .sqlGzip: args = ["--format=plain", "--no-password"]
+            case .sqlGzip: args = ["--format=plain", "--no-password", "--lock-wait-timeout=\(lockTimeout)s"]
             }
             if let snapshot { args.append("--snapshot=\(snapshot)") }
             args.append("--dbname=\(db)")
@@ -166,7 +173,10 @@ public struct PgDumpTarget: BackupTarget {
             if outcome.status != 0 { try Interrupts.shared.yieldToSignal() }
             guard outcome.status == 0 else {
                 writer.abandon()
-                throw OperationError("pg_dump of \(db) failed (exit \(outcome.status)): \(outcome.lastErrorLine)")
+                let line = outcome.lastErrorLine
+                let hint = line.contains("statement timeout") || line.contains("lock timeout")
+                    ? " (a table stayed locked by another session for longer than LOCK_TIMEOUT=\(lockTimeout)s)" : ""
+                throw OperationError("pg_dump of \(db) failed (exit \(outcome.status)): \(line)\(hint)")
             }
             let (bytes, sha) = try writer.finish()
             let counts = try counted.get()
@@ -285,6 +295,10 @@ public struct PgDumpTarget: BackupTarget {
         if context.options.targetTime != nil || context.options.toLatest {
             throw UsageError("--to-time and --to-latest need a base backup with a WAL archive (kind pg_basebackup); \(name) is a logical dump")
         }
+        if context.options.destination != nil {
+            // Never let a folder meant for files (restore --all --to DIR) fall through to the live database.
+            throw UsageError("--to names a folder, but '\(name)' restores into a database: restore it on its own with --into NAME (or without --to to replace \(databases.joined(separator: ", ")))")
+        }
         var stored = storedDatabases(record)
         if !context.options.paths.isEmpty {
             stored = stored.filter { context.options.paths.contains($0.name) }
@@ -365,7 +379,8 @@ public struct PgDumpTarget: BackupTarget {
         let seconds = Date().timeIntervalSince(started)
         report.facts = ["seconds": .number(seconds), "tables": .number(Double(totalTables)), "rows": .number(Double(totalRows)),
                         "bytes": .number(Double(stored.reduce(0) { $0 + $1.artifact.bytes }))]
-        report.lines.append("restored in \(Format.seconds(seconds)) with pg_restore -j \(jobs)")
+        let how = Set(stored.map { Self.format(of: $0.artifact) }).map { $0 == .sqlGzip ? "psql --single-transaction" : $0 == .customZstd && jobs == 1 ? "pg_restore" : "pg_restore -j \(jobs)" }
+        report.lines.append("restored in \(Format.seconds(seconds)) with \(how.sorted().joined(separator: " and "))")
         if let safety = report.safetyCopy { report.lines.append("safety copy: \(safety)") }
         return report
     }

@@ -80,4 +80,12 @@ final class RetentionTests: XCTestCase {
         XCTAssertEqual(e.repository.completeSets().map(\.tier).sorted(), ["daily", "weekly"])
         XCTAssertThrowsError(try RetentionPolicy.from(config: Config(file: "x", values: ["KEEP_DAILY": "0"])))
     }
+
+    func testAMisspeltRetentionKeyIsAnError() throws {
+        let config = Config(file: "/etc/app.env", values: ["KEEP_DAILLY": "1", "KEEP_WEEKLY": "4"])
+        XCTAssertThrowsError(try RetentionPolicy.from(config: config)) {
+            XCTAssertEqual(($0 as? ConfigError).map { if case .unknownKey(let k, _, _) = $0 { return k } else { return "" } }, "KEEP_DAILLY")
+            XCTAssertTrue("\($0)".contains("config: unknown key KEEP_DAILLY in /etc/app.env"), "\($0)")
+        }
+    }
 }

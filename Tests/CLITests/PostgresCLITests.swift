@@ -80,6 +80,9 @@ final class PostgresCLITests: XCTestCase {
         XCTAssertGreaterThanOrEqual(lines.count, 1, run.stderr)
         XCTAssertTrue(lines[0].contains("postgres@127.0.0.1:\(pg.port)/\(db)"), String(lines[0]))
         XCTAssertFalse(run.stderr.contains(wrong), run.stderr)
+        // A run that kept nothing still shows up in stats as the target's last failure.
+        let stats = try backstop(["stats", "--json"])
+        XCTAssertTrue(stats.stdout.contains("password authentication failed"), stats.stdout)
         let check = try backstop(["check"])
         XCTAssertNotEqual(check.status, 0)
         XCTAssertTrue(check.stdout.contains("password authentication failed") || check.stderr.contains("password authentication failed"), check.stdout + check.stderr)
@@ -100,6 +103,7 @@ final class PostgresCLITests: XCTestCase {
         p.waitUntilExit()
         let list = try backstop(["list", "--json"])
         XCTAssertFalse(list.stdout.contains("\"complete\""), list.stdout)
+        XCTAssertTrue(list.stdout.contains("\"incomplete\""), "the crashed run's leftovers are listed: \(list.stdout)")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: daily).filter { $0.hasSuffix(".partial") }.count, 1)
 
         try writeConfig(password: PostgresCluster.password, extra: "TARGET_DB_FORMAT=custom-zstd")
@@ -155,5 +159,39 @@ final class PostgresCLITests: XCTestCase {
         XCTAssertEqual(try pg.psql("SELECT count(*) FROM big", database: db), "1500000")
         let safety = try FileManager.default.contentsOfDirectory(atPath: dir + "/backups/pre-restore")
         XCTAssertEqual(safety.count, 1, "the safety dump is kept: \(safety)")
+        let logs = try FileManager.default.contentsOfDirectory(atPath: dir + "/backups/logs")
+        XCTAssertTrue(try String(contentsOfFile: dir + "/backups/logs/" + logs[0], encoding: .utf8).contains("interrupted by SIGTERM"), "the daily log says so")
+    }
+
+    /// restore --all --to DIR is for files: a database target must never fall through to the
+    /// live database.
+    func testRestoreAllToAFolderNeverReplacesTheLiveDatabase() throws {
+        XCTAssertEqual(try backstop(["backup"]).status, 0)
+        try pg.psql("INSERT INTO notes (body) VALUES ('live only')", database: db)
+        let run = try backstop(["restore", "--all", "--to", dir + "/out", "--yes"])
+        XCTAssertEqual(run.status, 2, run.stdout + run.stderr)
+        XCTAssertTrue(run.stderr.contains("--into"), run.stderr)
+        XCTAssertEqual(try pg.psql("SELECT count(*) FROM notes WHERE body = 'live only'", database: db), "1")
+    }
+
+    /// A table locked by another session: the backup gives up after LOCK_TIMEOUT with a clear
+    /// line instead of hanging.
+    func testLockedTableFailsAfterTheLockTimeoutInsteadOfHanging() throws {
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: PostgresCluster.bin + "/psql")
+        holder.arguments = ["-X", "-q", "-h", pg.root, "-p", "\(pg.port)", "-U", "postgres", "-d", db,
+                            "-c", "BEGIN; LOCK TABLE notes IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);"]
+        holder.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        try holder.run()
+        defer { holder.terminate(); holder.waitUntilExit() }
+        XCTAssertTrue(TestSupport.waitFor(10) {
+            (try? self.pg.psql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'notes' AND l.mode = 'AccessExclusiveLock' AND l.granted", database: self.db)) == "1"
+        })
+        try writeConfig(password: PostgresCluster.password, extra: "TARGET_DB_LOCK_TIMEOUT=2")
+        let started = Date()
+        let run = try backstop(["backup"])
+        XCTAssertEqual(run.status, 1, run.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 30, "it gave up instead of waiting for the lock")
+        XCTAssertTrue(run.stderr.contains("stayed locked by another session for longer than LOCK_TIMEOUT=2s"), run.stderr)
     }
 }

@@ -84,6 +84,11 @@ final class PgBaseBackupTargetTests: XCTestCase {
         }
         XCTAssertFalse(FileOps.exists(pg.root + "/never"))
 
+        // A target time past the newest archived WAL could never be reached: refused.
+        XCTAssertThrowsError(try engine.restore(target: "cluster", id: "latest",
+                                                options: RestoreOptions(destination: pg.root + "/never", targetTime: Date(timeIntervalSinceNow: 86400)))) {
+            XCTAssertTrue("\($0)".contains("after the newest archived WAL") && "\($0)".contains("--to-latest"), "\($0)")
+        }
         let restored = pg.root + "/restored-\(UInt32.random(in: 0...UInt32.max))"
         let plan = try engine.restore(target: "cluster", id: "latest", options: RestoreOptions(destination: restored, dryRun: true, targetTime: targetTime))
         XCTAssertTrue(plan.lines[0].contains(try XCTUnwrap(first.setID)), "the newest backup before the target is chosen: \(plan.lines)")
@@ -132,6 +137,22 @@ final class PgBaseBackupTargetTests: XCTestCase {
         let after = WalArchive(directory: pg.archiveDirectory).segments().map(\.segment)
         XCTAssertFalse(after.contains { $0 < start }, "no WAL older than the kept base backup remains")
         XCTAssertEqual(after, before.filter { $0 >= start }, "every segment the kept backup needs is still there")
+    }
+
+    /// A base backup taken from a server that still carries an earlier recovery's settings:
+    /// --to-latest must not inherit a stale recovery_target_time.
+    func testToLatestDropsStaleRecoverySettings() throws {
+        try pg.psql("ALTER SYSTEM SET recovery_target_time = '2000-01-01 00:00:00+00'")
+        defer { try? pg.psql("ALTER SYSTEM RESET recovery_target_time") }
+        let engine = TestSupport.engine(dir + "/repo", [target()])
+        XCTAssertTrue(try engine.backup().succeeded)
+        try switchAndWaitForArchive()
+        let restored = dir + "/latest"
+        _ = try engine.restore(target: "cluster", id: "latest", options: RestoreOptions(destination: restored, toLatest: true, owner: "root"))
+        let auto = try String(contentsOfFile: restored + "/postgresql.auto.conf", encoding: .utf8)
+        XCTAssertFalse(auto.contains("2000-01-01"), auto)
+        XCTAssertFalse(auto.contains("recovery_target_time"), auto)
+        XCTAssertTrue(auto.contains("restore_command") && auto.contains("archive_mode = off"), auto)
     }
 
     func testRestoreRefusesARunningOrNonEmptyDataDirectory() throws {

@@ -117,6 +117,22 @@ final class RsyncSnapshotTargetTests: XCTestCase {
         XCTAssertEqual(sumOutcome.status, 0, "the manifest's own sidecar passes sha256sum -c")
     }
 
+    /// A same-size corruption in the snapshot passes the cheap size check, so restore re-hashes
+    /// first: the damaged copy must never overwrite the good live file.
+    func testRestoreRefusesASnapshotWithACorruptFile() throws {
+        let e = engine(target())
+        let s = try e.backup()
+        XCTAssertTrue(s.succeeded)
+        let live = src + "/d1/f7.bin"
+        let good = try TestSupport.read(live)
+        try TestSupport.flipByte(s.directory! + "/media/tree/d1/f7.bin", at: 10)
+        XCTAssertNotEqual(try TestSupport.read(live), try TestSupport.read(s.directory! + "/media/tree/d1/f7.bin"))
+        XCTAssertThrowsError(try e.restore(target: "media", id: "latest", options: RestoreOptions())) {
+            XCTAssertTrue("\($0)".contains("failed verification") && "\($0)".contains("d1/f7.bin"), "\($0)")
+        }
+        XCTAssertEqual(try TestSupport.read(live), good, "the live file is untouched")
+    }
+
     func testBitRotInAHardLinkedFileIsFoundInEverySnapshot() throws {
         let e = engine(target())
         var sets: [String] = []

@@ -67,6 +67,9 @@ public struct BackupEngine: Sendable {
     public func backup(only: [String] = [], tier: String = "daily", dryRun: Bool = false) throws -> RunSummary {
         guard Repository.isValidTier(tier) else { throw UsageError("invalid tier '\(tier)': use lowercase letters, digits and dashes") }
         let selected = try select(only)
+        // The lock first: a second run is refused before it touches any server.
+        let runLock: RunLock? = dryRun ? nil : try lock()
+        defer { runLock?.release() }
         var findings: [Finding] = []
         let preflightContext = PreflightContext(logger: logger)
         for target in selected { findings += target.preflight(preflightContext) }
@@ -88,8 +91,6 @@ public struct BackupEngine: Sendable {
             return RunSummary(setID: nil, directory: nil, targets: records, findings: findings, cleanedUp: [], dryRun: true)
         }
 
-        let runLock = try lock()
-        defer { runLock.release() }
         let cleaned = try repository.removeIncomplete()
         for path in cleaned { logger.warning("removed incomplete backup left by an earlier run: \(path)") }
 
@@ -145,6 +146,8 @@ public struct BackupEngine: Sendable {
 
         guard records.contains(where: { $0.status == .ok }) else {
             try FileOps.removeTree(staging)
+            // No set records this run, so keep its failures where stats and health checks look.
+            repository.recordFailures(records.filter { $0.status == .failed })
             logger.error("backup \(id) failed: no target succeeded; nothing was kept")
             return RunSummary(setID: nil, directory: nil, targets: records, findings: findings, cleanedUp: cleaned, dryRun: false)
         }

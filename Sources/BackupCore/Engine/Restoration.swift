@@ -43,14 +43,19 @@ extension BackupEngine {
         let context = RestoreContext(setDirectory: set.directory, setID: set.id, safetyDirectory: repository.safetyDirectory,
                                      options: options, logger: tagged, showProgress: showProgress)
         if !options.dryRun {
-            // Never restore from a damaged backup: check it first.
-            let verifyContext = VerifyContext(setDirectory: set.directory, deep: false, logger: tagged, showProgress: showProgress)
+            // Never restore from a damaged backup: check it first, thoroughly (a snapshot tree's
+            // files are re-hashed: a same-size corruption must not overwrite good live data).
+            let verifyContext = VerifyContext(setDirectory: set.directory, deep: true, logger: tagged, showProgress: showProgress)
             let problems = target.verify(record, context: verifyContext).filter { $0.severity == .error }
             if let first = problems.first {
                 throw OperationError("backup \(set.id) of '\(name)' failed verification, not restoring: \(first.message)")
             }
         }
-        tagged.info("\(options.dryRun ? "dry run: " : "")restoring \(name) from backup \(set.id)")
+        if options.dryRun {
+            tagged.debug("planning the restore of \(name) from backup \(set.id)")
+        } else {
+            tagged.info("restoring \(name) from backup \(set.id)")
+        }
         // A signal mid-restore stops the work and lets the target roll back before exiting.
         return try Interrupts.shared.deferring { try target.restore(record, context: context) }
     }

@@ -36,7 +36,17 @@ public struct RetentionPolicy: Sendable, Equatable {
     /// tiers and any tier in `KEEP_TIERS`, plus `KEEP_MINIMUM` (default 1). Nil when none is set.
     public static func from(config: Config) throws -> RetentionPolicy? {
         var limits: [String: Limit] = [:]
-        for tier in Set(["daily", "weekly", "monthly"] + config.list("KEEP_TIERS")) {
+        let tiers = Set(["daily", "weekly", "monthly"] + config.list("KEEP_TIERS"))
+        // A misspelt retention key must not silently mean "keep everything".
+        let known = Set(["KEEP_TIERS", "KEEP_MINIMUM"] + tiers.flatMap { t -> [String] in
+            let k = "KEEP_" + t.uppercased().replacingOccurrences(of: "-", with: "_")
+            return [k, k + "_DAYS"]
+        })
+        for key in config.keys(withPrefix: "KEEP_") where !known.contains(key) {
+            throw ConfigError.unknownKey(key: key, file: config.file,
+                                         hint: "retention keys: KEEP_<TIER> and KEEP_<TIER>_DAYS for \(tiers.sorted().joined(separator: ", ")) (more tiers with KEEP_TIERS), KEEP_MINIMUM")
+        }
+        for tier in tiers {
             guard Repository.isValidTier(tier) else {
                 throw ConfigError.invalidValue(key: "KEEP_TIERS", file: config.file, value: tier, expected: "tier names (lowercase letters, digits, dashes)")
             }

@@ -22,8 +22,9 @@ extension BackupEngine {
         var results: [SetVerification] = []
         for set in sets {
             guard let manifest = set.manifest else {
+                let staging = set.problem == Repository.stagingProblem
                 results.append(SetVerification(id: set.id, tier: set.tier, targets: [],
-                                               findings: [Finding(.error, target: "-", set.problem ?? "incomplete: no manifest")]))
+                                               findings: [Finding(staging ? .warning : .error, target: "-", set.problem ?? "incomplete: no manifest")]))
                 continue
             }
             var findings: [Finding] = []

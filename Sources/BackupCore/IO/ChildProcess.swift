@@ -50,9 +50,11 @@ public struct ChildProcess: Sendable {
         /// The program that ran, for messages.
         public let program: String
 
-        /// The last non-empty stderr line, for one-line error messages.
+        /// The last stderr line that reports an error (`error:`, `ERROR`, `FATAL`), else the last
+        /// non-empty one, for one-line messages (pg_dump follows its error with `detail:` lines).
         public var lastErrorLine: String {
-            stderr.split(separator: "\n").last.map { String($0) } ?? "(no output)"
+            let lines = stderr.split(separator: "\n").map(String.init).filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+            return lines.last { $0.localizedCaseInsensitiveContains("error") || $0.contains("FATAL") } ?? lines.last ?? "(no output)"
         }
     }
 

@@ -21,14 +21,14 @@ public final class LogSink: @unchecked Sendable {
 
     deinit { if fd >= 0 { close(fd) } }
 
-    /// Writes one line (a newline is added), redacted.
-    public func write(level: Logger.Level, _ message: String) {
+    /// Writes one line (a newline is added), redacted; with `fileOnly`, to the log file only.
+    public func write(level: Logger.Level, _ message: String, fileOnly: Bool = false) {
         let clean = redactor.redact(message)
         let now = Date()
         let stamp = Self.timestamp(now)
         lock.lock(); defer { lock.unlock() }
         lines.append(clean)
-        if toStderr {
+        if toStderr && !fileOnly {
             let prefix = level >= .warning ? "\(level == .warning ? "warning" : "error"): " : ""
             FileHandle.standardError.write(Data((prefix + clean + "\n").utf8))
         }

@@ -69,15 +69,42 @@ public struct Repository: Sendable {
         var result: [StoredSet] = []
         for tier in tiers where Repository.isValidTier(tier) && Repository.isRealDirectory(root + "/" + tier) {
             let tierDir = root + "/" + tier
-            for id in (try? FileManager.default.contentsOfDirectory(atPath: tierDir)) ?? [] where Repository.isSetID(id) {
-                let dir = tierDir + "/" + id
-                guard Repository.isRealDirectory(dir) else { continue }
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: tierDir)) ?? [] {
+                let dir = tierDir + "/" + name
+                if name.hasPrefix(".") && name.hasSuffix(".partial"), Repository.isSetID(String(name.dropFirst().dropLast(8))),
+                   Repository.isRealDirectory(dir) {
+                    // Shown so a crashed run's leftovers are visible; never used, and removed by the next run.
+                    result.append(StoredSet(directory: dir, tier: tier, id: String(name.dropFirst().dropLast(8)), manifest: nil,
+                                            problem: Repository.stagingProblem))
+                    continue
+                }
+                guard Repository.isSetID(name), Repository.isRealDirectory(dir) else { continue }
                 let (manifest, problem) = Repository.readManifest(dir)
-                result.append(StoredSet(directory: dir, tier: tier, id: id, manifest: manifest, problem: problem))
+                result.append(StoredSet(directory: dir, tier: tier, id: name, manifest: manifest, problem: problem))
             }
         }
         return result.sorted { ($0.id, $0.tier) > ($1.id, $1.tier) }
     }
+
+    /// Where failures of runs that kept no set are recorded (the newest 100).
+    public var failuresPath: String { root + "/state/failures.json" }
+
+    /// Records failed targets of a run that kept nothing, for `stats`. Best effort.
+    public func recordFailures(_ records: [TargetRecord]) {
+        guard !records.isEmpty else { return }
+        let all = Array((failures() + records).suffix(100))
+        try? FileOps.makeDirectory(root + "/state")
+        if let data = try? BackstopJSON.encoder().encode(all) { try? FileOps.writeAtomically(data, to: failuresPath) }
+    }
+
+    /// Failed target records of runs that kept no set, oldest first.
+    public func failures() -> [TargetRecord] {
+        guard let data = FileManager.default.contents(atPath: failuresPath) else { return [] }
+        return (try? BackstopJSON.decoder().decode([TargetRecord].self, from: data)) ?? []
+    }
+
+    /// The `problem` of a staging folder: a run in progress, or a crashed one.
+    public static let stagingProblem = "staging folder of a backup in progress, or of a crashed run (the next backup removes it)"
 
     /// Complete sets only, newest first.
     public func completeSets() -> [StoredSet] { allSets().filter { $0.manifest != nil } }

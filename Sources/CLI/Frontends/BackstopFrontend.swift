@@ -13,10 +13,21 @@ public enum BackstopFrontend: Frontend {
     Config keys (--config FILE, default ./.env; the environment overrides):
       BACKUP_DIR           where backups go (relative to the config file)
       TARGETS              target names in run order, e.g. "db code"
-      TARGET_<NAME>_KIND   sqlite | archive, then that kind's keys:
+      TARGET_<NAME>_KIND   one of the kinds below, then that kind's keys:
         sqlite:  _PATH _COMPRESSION _LEVEL
         archive: _PATHS _BASE _INCLUDE _EXCLUDE _COMPRESSION _LEVEL
                  _THREADS _ARTIFACT
+        pg_dump: _DATABASE(S) _HOST _PORT _USER _PASSWORD _PASSFILE
+                 _SSLMODE _BIN_DIR _FORMAT _LEVEL _THREADS _JOBS
+                 _ROW_COUNTS _MIN_BYTES _SHRINK_WARN _LOCK_TIMEOUT
+        pg_basebackup: the connection keys, _DATABASE _WAL_ARCHIVE
+                 _COMPRESSION _LEVEL _WORKERS _DATA_DIR _RESTORE_OWNER
+                 _STOP_CMD _START_CMD _PRUNE_WAL
+        rsync:   _SOURCE _LINK _EXCLUDE _DEFAULT_EXCLUDES _HARD_LINKS
+                 _ACLS _XATTRS _BWLIMIT _RESTORE_OWNER _RESTORE_GROUP
+                 _RESTORE_CHMOD
+        minio:   _DATA_DIR _BUCKET _COMPRESSION _LEVEL _THREADS
+                 _MIN_BYTES _STOP_CMD _START_CMD
       KEEP_<TIER>, KEEP_<TIER>_DAYS, KEEP_MINIMUM   retention
       ALERT_WEBHOOK_URL, HEALTHCHECK_URL, ALERT_EMAIL_TO, SMTP_URL  alerts
     The README documents every key; Examples/ has configs to copy.
