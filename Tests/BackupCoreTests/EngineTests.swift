@@ -90,7 +90,11 @@ final class EngineTests: XCTestCase {
         // Something that is not ours must never be removed.
         try FileOps.makeDirectory(dir + "/repo/daily/my-notes")
         XCTAssertEqual(e.repository.completeSets().count, 1)
-        XCTAssertEqual(e.repository.allSets().filter { $0.manifest == nil }.map(\.id), ["20200102_000000"])
+        // Both are listed as incomplete (so an admin sees a crash's leftovers); neither is usable.
+        let incomplete = e.repository.allSets().filter { $0.manifest == nil }
+        XCTAssertEqual(incomplete.map(\.id), ["20200102_000000", "20200101_000000"])
+        XCTAssertEqual(incomplete.last?.problem, Repository.stagingProblem)
+        XCTAssertThrowsError(try e.repository.find("20200101_000000")) { XCTAssertTrue("\($0)".contains("incomplete")) }
         XCTAssertThrowsError(try e.repository.find("20200102_000000")) { XCTAssertTrue("\($0)".contains("incomplete")) }
         let summary = try e.backup()
         XCTAssertEqual(summary.cleanedUp.count, 2)
