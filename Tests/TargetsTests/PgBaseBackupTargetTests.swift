@@ -207,5 +207,12 @@ final class PgBaseBackupTargetTests: XCTestCase {
         XCTAssertEqual(report["segments"]?.numberValue, 5)
         XCTAssertEqual(report["gaps"]?.arrayValue?.compactMap(\.stringValue), ["000000010000000100000001..000000010000000100000002"])
         XCTAssertEqual(report["newest"]?.stringValue, "000000010000000100000004")
+
+        // After a point-in-time recovery: timeline 2 should continue at 1/05; its first segment
+        // was never archived (archiving was still off), which is a gap too.
+        for seg in ["000000020000000100000006", "000000020000000100000007"] { try TestSupport.write("", to: archive + "/" + seg) }
+        let after = WalArchive(directory: archive).report(since: WalSegment(name: "0000000100000000000000FE"))
+        XCTAssertEqual(after["gaps"]?.arrayValue?.compactMap(\.stringValue),
+                       ["000000010000000100000001..000000010000000100000002", "000000020000000100000005"])
     }
 }

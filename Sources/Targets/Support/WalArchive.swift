@@ -85,29 +85,43 @@ public struct WalArchive: Sendable {
         return out
     }
 
-    /// Missing ranges, as `FIRST..LAST` names, on the timeline of `since` (or of the newest
-    /// segment) from `since` up to the newest archived segment of that timeline.
+    /// Missing ranges, as `FIRST..LAST` names: on the timeline of `since` (or of the oldest
+    /// segment) from `since` up to its newest archived segment, then on every later timeline
+    /// from where the one before it ended. After a point-in-time recovery the new timeline
+    /// continues the old one's numbering; a missing first segment there is a gap too.
     public func gaps(in segments: [WalSegment], since: WalSegment?) -> [String] {
-        guard let timeline = since?.timeline ?? segments.last?.timeline else { return [] }
-        let onLine = Set(segments.filter { $0.timeline == timeline }.map(\.number))
-        guard let last = onLine.max() else { return since.map { ["\($0) and later: none archived"] } ?? [] }
+        guard let first = since?.timeline ?? segments.first?.timeline else { return [] }
         let perLog = segments.first?.perLog ?? since?.perLog ?? 256
-        var start = since?.number ?? onLine.min()!
-        var gaps: [String] = []
+        var byTimeline: [UInt32: Set<UInt64>] = [:]
+        for seg in segments where seg.timeline >= first { byTimeline[seg.timeline, default: []].insert(seg.number) }
+        guard let onFirst = byTimeline[first], let firstMax = onFirst.max() else {
+            return since.map { ["\($0) and later: none archived"] } ?? []
+        }
+        var start = since?.number ?? onFirst.min()!
         // A base backup's first segment is inside its tarball; it may be archived a moment later.
-        if since != nil && !onLine.contains(start) { start += 1 }
+        if since != nil && !onFirst.contains(start) { start += 1 }
+        var gaps = Self.missing(in: onFirst, from: start, to: firstMax, timeline: first, perLog: perLog)
+        var previousEnd = firstMax
+        for timeline in byTimeline.keys.sorted() where timeline > first {
+            let numbers = byTimeline[timeline]!
+            let end = numbers.max()!
+            gaps += Self.missing(in: numbers, from: min(previousEnd + 1, numbers.min()!), to: end, timeline: timeline, perLog: perLog)
+            previousEnd = end
+        }
+        return gaps
+    }
+
+    private static func missing(in numbers: Set<UInt64>, from start: UInt64, to last: UInt64, timeline: UInt32, perLog: UInt64) -> [String] {
+        var gaps: [String] = []
         var n = start
         while n <= last {
-            if !onLine.contains(n) {
-                var end = n
-                while end + 1 <= last && !onLine.contains(end + 1) { end += 1 }
-                let a = WalSegment(timeline: timeline, number: n, perLog: perLog)
-                let b = WalSegment(timeline: timeline, number: end, perLog: perLog)
-                gaps.append(n == end ? a.description : "\(a)..\(b)")
-                n = end + 1
-            } else {
-                n += 1
-            }
+            if numbers.contains(n) { n += 1; continue }
+            var end = n
+            while end + 1 <= last && !numbers.contains(end + 1) { end += 1 }
+            let a = WalSegment(timeline: timeline, number: n, perLog: perLog)
+            let b = WalSegment(timeline: timeline, number: end, perLog: perLog)
+            gaps.append(n == end ? a.description : "\(a)..\(b)")
+            n = end + 1
         }
         return gaps
     }
