@@ -255,6 +255,9 @@ public struct PgBaseBackupTarget: BackupTarget {
             guard let walArchive else {
                 throw UsageError("point-in-time recovery needs the WAL archive: set \(key("WAL_ARCHIVE"))")
             }
+            guard !walArchive.contains(where: { "\"'$`\\".contains($0) }) else {
+                throw UsageError("\(key("WAL_ARCHIVE")) \(walArchive) holds a quote, $, ` or \\, which restore_command cannot carry; use a plainer path")
+            }
             if let t = options.targetTime, t < finishedAt {
                 throw UsageError("--to-time \(Format.iso8601(t)) is before this base backup finished (\(Format.iso8601(finishedAt))); pick an older backup with --backup, or a later time")
             }
@@ -278,7 +281,18 @@ public struct PgBaseBackupTarget: BackupTarget {
 
         let pidFile = destination + "/postmaster.pid"
         let running = FileOps.exists(pidFile) && Self.pidIsAlive(pidFile)
-        let nonEmpty = ((try? FileManager.default.contentsOfDirectory(atPath: destination)) ?? []).isEmpty == false
+        if FileOps.exists(destination) && !FileOps.isDirectory(destination) {
+            throw UsageError("\(destination) exists and is not a directory; give --to a data directory")
+        }
+        let nonEmpty: Bool
+        if FileOps.exists(destination) {
+            guard let entries = try? FileManager.default.contentsOfDirectory(atPath: destination) else {
+                throw UsageError("cannot list \(destination) to see whether it is empty; check its permissions")
+            }
+            nonEmpty = !entries.isEmpty
+        } else {
+            nonEmpty = false
+        }
         if let stopCommand { report.lines.append("before: runs \(stopCommand)") }
         if running && stopCommand == nil {
             throw OperationError("PostgreSQL is running on \(destination) (postmaster.pid names a live process); stop it first, or set \(key("STOP_CMD"))")
@@ -293,9 +307,17 @@ public struct PgBaseBackupTarget: BackupTarget {
         if options.dryRun { return report }
 
         let started = Date()
+        let existed = FileOps.exists(destination)
         if let stopCommand { try Self.shell(stopCommand, what: "STOP_CMD") }
+        /// After STOP_CMD, every way out that leaves the old cluster in place starts it again.
+        func restartAfterFailure(_ why: String) -> String {
+            guard let startCommand else { return why }
+            do { try Self.shell(startCommand, what: "START_CMD"); return why + "; START_CMD ran again" } catch {
+                return why + "; START_CMD FAILED too (\(error)): start PostgreSQL by hand"
+            }
+        }
         if FileOps.exists(pidFile) && Self.pidIsAlive(pidFile) {
-            throw OperationError("PostgreSQL is still running on \(destination) after STOP_CMD; nothing was changed")
+            throw OperationError(restartAfterFailure("PostgreSQL is still running on \(destination) after STOP_CMD; nothing was changed"))
         }
         var aside: String?
         if nonEmpty {
@@ -303,7 +325,9 @@ public struct PgBaseBackupTarget: BackupTarget {
             f.locale = Locale(identifier: "en_US_POSIX")
             f.dateFormat = "yyyyMMdd_HHmmss"
             let path = "\(destination).pre-restore-\(f.string(from: Date()))"
-            try FileOps.rename(destination, to: path)
+            do { try FileOps.rename(destination, to: path) } catch {
+                throw OperationError(restartAfterFailure("cannot move \(destination) aside (\(error)); nothing was changed"))
+            }
             aside = path
             report.safetyCopy = path
             context.logger.info("moved the current data directory aside: \(path)")
@@ -316,10 +340,21 @@ public struct PgBaseBackupTarget: BackupTarget {
             chmod(destination, 0o700)
             try Interrupts.shared.checkpoint()
         } catch {
-            try? FileOps.removeTree(destination)
-            if let aside { try? FileOps.rename(aside, to: destination) }
+            // Remove only what this restore created: the old directory was moved aside, or
+            // there was none.
+            var rollbackProblem: String?
+            if aside != nil || !existed {
+                do { try FileOps.removeTree(destination) } catch { rollbackProblem = "cannot remove the partial \(destination): \(error)" }
+            }
+            if let aside, rollbackProblem == nil {
+                do { try FileOps.rename(aside, to: destination) } catch { rollbackProblem = "cannot move \(aside) back: \(error)" }
+            }
+            if let rollbackProblem {
+                context.logger.error("restore of \(destination) failed AND THE ROLLBACK FAILED: \(rollbackProblem)")
+                throw OperationError("restore into \(destination) failed (\(error)) AND THE ROLLBACK FAILED (\(rollbackProblem))\(aside.map { "; the previous data directory is \($0)" } ?? "")")
+            }
             context.logger.error("restore of \(destination) failed; \(aside != nil ? "put the previous data directory back" : "removed the partial one")")
-            throw OperationError("restore into \(destination) failed and was rolled back: \(error)")
+            throw OperationError(restartAfterFailure("restore into \(destination) failed and was rolled back: \(error)"))
         }
         if let startCommand { try Self.shell(startCommand, what: "START_CMD") }
         let seconds = Date().timeIntervalSince(started)
@@ -357,7 +392,8 @@ public struct PgBaseBackupTarget: BackupTarget {
         var lines = [
             "",
             "# Added by backstop restore: point-in-time recovery.",
-            "restore_command = 'cp \"\(walArchive)/%f\" \"%p\"'",
+            // Plain copies, or segments the archive_command compressed with gzip or zstd.
+            "restore_command = 'f=\"\(walArchive)/%f\"; if [ -f \"$f\" ]; then cp \"$f\" \"%p\"; elif [ -f \"$f.gz\" ]; then gzip -dc \"$f.gz\" > \"%p\"; elif [ -f \"$f.zst\" ]; then zstd -dcq \"$f.zst\" > \"%p\"; else exit 1; fi'",
             "recovery_target_action = 'promote'",
             "archive_mode = off",
         ]

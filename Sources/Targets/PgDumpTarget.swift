@@ -136,6 +136,8 @@ public struct PgDumpTarget: BackupTarget {
             let snapshot = try conn.scalar("SELECT pg_export_snapshot()")
             let counting = RowCounter(conn: conn, exact: exactRowCounts)
             counting.start()
+            // Whatever happens next, the counting thread is done with the connection before it closes.
+            defer { _ = counting.finish() }
 
             let artifactName = artifactPrefix + db + format.suffix
             var args = ["--format=custom", "--no-password", "--lock-wait-timeout=\(lockTimeout)s"]
@@ -145,7 +147,7 @@ public struct PgDumpTarget: BackupTarget {
             case .sqlGzip: args = ["--format=plain", "--no-password", "--lock-wait-timeout=\(lockTimeout)s"]
             }
             if let snapshot { args.append("--snapshot=\(snapshot)") }
-            args.append("--dbname=\(db)")
+            args.append("--dbname=\(Self.conninfo(db))")
             let child = ChildProcess(pgDump.path, args, environment: server.childEnvironment)
             let writer = try context.createArtifact(artifactName, label: "\(name): pg_dump \(db)")
             let outcome: ChildProcess.Outcome
@@ -310,7 +312,7 @@ public struct PgDumpTarget: BackupTarget {
         if context.options.intoDatabase != nil && stored.count > 1 {
             throw UsageError("this backup holds \(stored.count) databases; pick one with --path DB to use --into")
         }
-        let maintenance = try maintenanceConnection()
+        let maintenance = try maintenanceConnection(avoiding: stored.map { context.options.intoDatabase ?? $0.name })
         defer { maintenance.close() }
         let major = PostgresMajor(serverVersion: maintenance.serverVersion)
         var report = RestoreReport(target: name, destination: server.label, dryRun: context.options.dryRun)
@@ -339,41 +341,52 @@ public struct PgDumpTarget: BackupTarget {
         let tools = Tools(pgRestore: pgRestore, pgDump: pgDump, psql: psql)
         let started = Date()
         var totalRows: Int64 = 0, totalTables = 0
+        // Every safety dump first: if one cannot be taken, nothing has been touched yet.
+        var safeties: [String: (path: String, meta: [String: JSONValue])] = [:]
+        for (_, targetName, exists) in plans where exists {
+            let path = try context.safetyPath(target: name, suffix: "-\(Self.fileSafe(targetName)).dump")
+            try dumpForSafety(database: targetName, to: path, tool: pgDump)
+            safeties[targetName] = (path, try databaseMeta(maintenance, targetName))
+            report.lines.append("safety copy of \(targetName): \(path)")
+            context.logger.info("safety dump of \(targetName): \(path)")
+        }
+        report.safetyCopy = safeties.values.map(\.path).sorted().joined(separator: " ")
+        if safeties.isEmpty { report.safetyCopy = nil }
+        var replaced: [String] = []
         for (db, targetName, exists) in plans {
-            var safety: String?
-            if exists {
-                let path = try context.safetyPath(target: name, suffix: "-\(targetName).dump")
-                try dumpForSafety(database: targetName, to: path, tool: pgDump)
-                safety = path
-                report.safetyCopy = path
-                context.logger.info("safety dump of \(targetName): \(path)")
-            }
-            let liveMeta = exists ? try databaseMeta(maintenance, targetName) : db.meta
             do {
-                try recreate(maintenance, targetName, meta: liveMeta, dropFirst: exists)
+                replaced.append(targetName)
+                try recreate(maintenance, targetName, meta: safeties[targetName]?.meta ?? db.meta, dropFirst: exists)
                 try load(db, into: targetName, setDirectory: context.setDirectory, scratch: context.safetyDirectory, tools: tools)
                 let (tables, rows) = try compareCounts(db, database: targetName)
                 totalRows += rows
                 totalTables += tables
                 report.lines.append("restored \(db.name) into \(targetName): \(tables) tables, \(rows) rows\(db.tables == nil ? " (no exact counts in the manifest to compare)" : ", every count matches the manifest")")
             } catch {
-                if let safety {
-                    do {
-                        try recreate(maintenance, targetName, meta: liveMeta, dropFirst: true)
-                        try run(ChildProcess(tools.pgRestore.path, ["--exit-on-error", "--no-password", "--jobs=\(jobs)", "--dbname=\(targetName)", safety],
-                                             environment: server.childEnvironment), what: "pg_restore of the safety dump")
-                        context.logger.error("restore of \(targetName) failed; rolled back to the safety dump \(safety)")
-                        throw OperationError("restore of \(targetName) failed and was rolled back to its state before the restore (safety dump \(safety)): \(error)")
-                    } catch let rolled as OperationError where rolled.message.hasPrefix("restore of") {
-                        throw rolled
-                    } catch let rollbackError {
-                        throw OperationError("restore of \(targetName) failed (\(error)) AND THE ROLLBACK FAILED (\(rollbackError)); the safety dump is \(safety): restore it with pg_restore --dbname=\(targetName) \(safety)")
+                // Put back every database this restore touched, not only the one that failed.
+                var outcome: [String] = []
+                var failedRollbacks: [String] = []
+                for name in replaced {
+                    if let safety = safeties[name] {
+                        do {
+                            try recreate(maintenance, name, meta: safety.meta, dropFirst: true)
+                            try run(ChildProcess(tools.pgRestore.path, ["--exit-on-error", "--no-password", "--jobs=\(jobs)", "--dbname=\(Self.conninfo(name))", safety.path],
+                                                 environment: server.childEnvironment), what: "pg_restore of the safety dump")
+                            outcome.append("\(name) rolled back to \(safety.path)")
+                        } catch let rollbackError {
+                            failedRollbacks.append("\(name): \(rollbackError); restore it with pg_restore --dbname=\(name) \(safety.path)")
+                        }
+                    } else {
+                        _ = try? maintenance.query("DROP DATABASE IF EXISTS \(PGConnection.quoteIdentifier(name))")
+                        outcome.append("the half-restored \(name) was dropped")
                     }
-                } else if context.options.intoDatabase != nil || !exists {
-                    _ = try? maintenance.query("DROP DATABASE IF EXISTS \(PGConnection.quoteIdentifier(targetName))")
-                    throw OperationError("restore into \(targetName) failed and the half-restored database was dropped: \(error)")
                 }
-                throw error
+                if !failedRollbacks.isEmpty {
+                    context.logger.error("restore of \(targetName) failed AND THE ROLLBACK FAILED for \(failedRollbacks.joined(separator: "; "))")
+                    throw OperationError("restore of \(targetName) failed (\(error)) AND THE ROLLBACK FAILED for \(failedRollbacks.joined(separator: "; "))")
+                }
+                context.logger.error("restore of \(targetName) failed; \(outcome.joined(separator: "; "))")
+                throw OperationError("restore of \(targetName) failed and was rolled back to its state before the restore (\(outcome.joined(separator: "; "))): \(error)")
             }
         }
         let seconds = Date().timeIntervalSince(started)
@@ -381,17 +394,30 @@ public struct PgDumpTarget: BackupTarget {
                         "bytes": .number(Double(stored.reduce(0) { $0 + $1.artifact.bytes }))]
         let how = Set(stored.map { Self.format(of: $0.artifact) }).map { $0 == .sqlGzip ? "psql --single-transaction" : $0 == .customZstd && jobs == 1 ? "pg_restore" : "pg_restore -j \(jobs)" }
         report.lines.append("restored in \(Format.seconds(seconds)) with \(how.sorted().joined(separator: " and "))")
-        if let safety = report.safetyCopy { report.lines.append("safety copy: \(safety)") }
+        for safety in safeties.values.map(\.path).sorted() { report.lines.append("safety copy: \(safety)") }
         return report
     }
 
     /// A connection to a database other than the ones restored (to drop and create them):
     /// `postgres`, else `template1`.
-    func maintenanceConnection() throws -> PGConnection {
-        do { return try server.connect(database: "postgres") } catch let first {
-            if let conn = try? server.connect(database: "template1") { return conn }
-            throw first
+    func maintenanceConnection(avoiding busy: [String] = []) throws -> PGConnection {
+        let choices = ["postgres", "template1"].filter { !busy.contains($0) }
+        var firstError: Error?
+        for db in choices {
+            do { return try server.connect(database: db) } catch { firstError = firstError ?? error }
         }
+        throw firstError ?? OperationError("no maintenance database to connect to")
+    }
+
+    /// A database name as a libpq conninfo string, so that a name containing `=` is never
+    /// taken for connection options by the client programs.
+    static func conninfo(_ database: String) -> String {
+        "dbname='" + database.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
+    }
+
+    /// A name made safe for a file name.
+    static func fileSafe(_ name: String) -> String {
+        String(name.map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "_" })
     }
 
     struct Tools { var pgRestore: PostgresTool; var pgDump: PostgresTool; var psql: PostgresTool }
@@ -434,12 +460,12 @@ public struct PgDumpTarget: BackupTarget {
         let env = server.childEnvironment
         switch fmt {
         case .custom:
-            try run(ChildProcess(tools.pgRestore.path, ["--exit-on-error", "--no-password", "--jobs=\(jobs)", "--dbname=\(targetName)", path],
+            try run(ChildProcess(tools.pgRestore.path, ["--exit-on-error", "--no-password", "--jobs=\(jobs)", "--dbname=\(Self.conninfo(targetName))", path],
                                  environment: env), what: "pg_restore")
         case .customZstd where jobs > 1:
             // pg_restore -j needs a seekable file: decompress into a private temporary file first.
             try FileOps.makeDirectory(scratch)
-            let tmp = "\(scratch)/.\(targetName)-\(getpid()).dump"
+            let tmp = "\(scratch)/.\(Self.fileSafe(targetName))-\(getpid()).dump"
             unlink(tmp)
             Interrupts.shared.registerPartial(tmp)
             defer { unlink(tmp); Interrupts.shared.unregisterPartial(tmp) }
@@ -448,16 +474,16 @@ public struct PgDumpTarget: BackupTarget {
                 try Self.stream(try HashingFileReader(path: path), format: fmt) { try out.write($0) }
                 _ = try out.finish()
             } catch { out.abandon(); throw error }
-            try run(ChildProcess(tools.pgRestore.path, ["--exit-on-error", "--no-password", "--jobs=\(jobs)", "--dbname=\(targetName)", tmp],
+            try run(ChildProcess(tools.pgRestore.path, ["--exit-on-error", "--no-password", "--jobs=\(jobs)", "--dbname=\(Self.conninfo(targetName))", tmp],
                                  environment: env), what: "pg_restore")
         case .customZstd:
-            try run(ChildProcess(tools.pgRestore.path, ["--exit-on-error", "--no-password", "--dbname=\(targetName)"],
+            try run(ChildProcess(tools.pgRestore.path, ["--exit-on-error", "--no-password", "--dbname=\(Self.conninfo(targetName))"],
                                  environment: env, input: .producer { write in
                 try Self.stream(try HashingFileReader(path: path), format: fmt, into: write)
             }), what: "pg_restore")
         case .sqlGzip:
             try run(ChildProcess(tools.psql.path, ["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--single-transaction",
-                                                   "--dbname=\(targetName)", "-f", "-"],
+                                                   "--dbname=\(Self.conninfo(targetName))", "-f", "-"],
                                  environment: env, input: .producer { write in
                 try Self.stream(try HashingFileReader(path: path), format: fmt, into: write)
             }), what: "psql")
@@ -472,7 +498,7 @@ public struct PgDumpTarget: BackupTarget {
     private func dumpForSafety(database: String, to path: String, tool: PostgresTool) throws {
         let writer = try HashingFileWriter(path: path)
         do {
-            let outcome = try ChildProcess(tool.path, ["--format=custom", "--no-password", "--dbname=\(database)"],
+            let outcome = try ChildProcess(tool.path, ["--format=custom", "--no-password", "--dbname=\(Self.conninfo(database))"],
                                            environment: server.childEnvironment).run { try writer.write($0) }
             guard outcome.status == 0 else {
                 throw OperationError("safety dump of \(database) failed, nothing was changed: \(outcome.lastErrorLine)")

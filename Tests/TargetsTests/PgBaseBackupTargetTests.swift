@@ -168,6 +168,14 @@ final class PgBaseBackupTargetTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("is not empty") && "\($0)".contains("--force"), "\($0)")
         }
         XCTAssertEqual(try String(contentsOfFile: occupied + "/PG_VERSION", encoding: .utf8), "keep me\n")
+        // A restore that fails after the old directory was moved aside puts it back.
+        XCTAssertThrowsError(try engine.restore(target: "cluster", id: "latest",
+                                                options: RestoreOptions(destination: occupied, force: true, owner: "no-such-user-backstop"))) {
+            XCTAssertTrue("\($0)".contains("failed and was rolled back"), "\($0)")
+        }
+        XCTAssertEqual(try String(contentsOfFile: occupied + "/PG_VERSION", encoding: .utf8), "keep me\n")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: occupied), ["PG_VERSION"], "nothing of the failed restore is left")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.contains("pre-restore") }, [], "the old directory is back in place")
         let report = try engine.restore(target: "cluster", id: "latest", options: RestoreOptions(destination: occupied, force: true))
         let aside = try XCTUnwrap(report.safetyCopy)
         XCTAssertEqual(try String(contentsOfFile: aside + "/PG_VERSION", encoding: .utf8), "keep me\n", "the old directory is moved aside, not deleted")

@@ -117,6 +117,30 @@ final class PgDumpTargetTests: XCTestCase {
         XCTAssertEqual(try count("zz_on_disk2"), 2)
     }
 
+    /// Two databases in one target; the second one's restore fails: the first, already
+    /// replaced, is rolled back too.
+    func testAFailedDatabaseRollsBackEveryDatabaseTheRestoreTouched() throws {
+        let second = db + "_b"
+        try pg.createDatabase(second)
+        defer { try? pg.psql("DROP DATABASE IF EXISTS \"\(second)\" WITH (FORCE)") }
+        let ts = "ts_\(UInt32.random(in: 0...UInt32.max))"
+        try PostgresCluster.asPostgres("mkdir -p \(pg.root)/\(ts)")
+        try pg.psql("CREATE TABLESPACE \(ts) LOCATION '\(pg.root)/\(ts)'")
+        try pg.psql("CREATE TABLE on_disk (v int) TABLESPACE \(ts); INSERT INTO on_disk VALUES (1)", database: second)
+        let both = PgDumpTarget(name: "db", server: server, databases: [db, second], jobs: 2)
+        let engine = TestSupport.engine(dir + "/repo", [both])
+        XCTAssertTrue(try engine.backup().succeeded)
+        try pg.psql("ALTER TABLE on_disk SET TABLESPACE pg_default", database: second)
+        try pg.psql("DROP TABLESPACE \(ts)")
+        try pg.psql("INSERT INTO customers VALUES (8888, 'after the backup')", database: db)
+
+        XCTAssertThrowsError(try engine.restore(target: "db", id: "latest", options: RestoreOptions())) { error in
+            XCTAssertTrue("\(error)".contains("\(db) rolled back"), "\(error)")
+        }
+        XCTAssertEqual(try count("customers"), 501, "the first database, restored before the failure, is back as it was")
+        XCTAssertEqual(try count("on_disk", second), 1)
+    }
+
     func testRestoreDrillPassesThenFailsOnTamperedDump() throws {
         let engine = TestSupport.engine(dir + "/repo", [target()])
         let run = try engine.backup()
