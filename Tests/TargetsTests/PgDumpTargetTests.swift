@@ -96,17 +96,29 @@ final class PgDumpTargetTests: XCTestCase {
         }
     }
 
-    /// The target tablespace is gone (its disk broke): pg_restore fails halfway, and the database
-    /// is rolled back to what it was just before the restore.
-    func testRestoreThatFailsHalfwayRollsBack() throws {
+    /// Creates `table` with `rows` rows in a new tablespace; returns the tablespace's name.
+    func tableInOwnTablespace(_ table: String, rows: Int, database: String) throws -> String {
         let ts = "ts_\(UInt32.random(in: 0...UInt32.max))"
         try PostgresCluster.asPostgres("mkdir -p \(pg.root)/\(ts)")
         try pg.psql("CREATE TABLESPACE \(ts) LOCATION '\(pg.root)/\(ts)'")
-        try pg.psql("CREATE TABLE zz_on_disk2 (v int) TABLESPACE \(ts); INSERT INTO zz_on_disk2 VALUES (1), (2)", database: db)
+        try pg.psql("CREATE TABLE \(table) (v int) TABLESPACE \(ts); INSERT INTO \(table) SELECT generate_series(1, \(rows))", database: database)
+        return ts
+    }
+
+    /// The tablespace's disk is gone: the table moves to the default one and the tablespace is
+    /// dropped, so a dump that names it can no longer be restored.
+    func loseTablespace(_ ts: String, table: String, database: String) throws {
+        try pg.psql("ALTER TABLE \(table) SET TABLESPACE pg_default", database: database)
+        try pg.psql("DROP TABLESPACE \(ts)")
+    }
+
+    /// The target tablespace is gone (its disk broke): pg_restore fails halfway, and the database
+    /// is rolled back to what it was just before the restore.
+    func testRestoreThatFailsHalfwayRollsBack() throws {
+        let ts = try tableInOwnTablespace("zz_on_disk2", rows: 2, database: db)
         let engine = TestSupport.engine(dir + "/repo", [target()])
         XCTAssertTrue(try engine.backup().succeeded)
-        try pg.psql("ALTER TABLE zz_on_disk2 SET TABLESPACE pg_default", database: db)
-        try pg.psql("DROP TABLESPACE \(ts)")
+        try loseTablespace(ts, table: "zz_on_disk2", database: db)
         try pg.psql("INSERT INTO customers VALUES (7777, 'written after the backup')", database: db)
 
         XCTAssertThrowsError(try engine.restore(target: "db", id: "latest", options: RestoreOptions())) { error in
@@ -123,15 +135,11 @@ final class PgDumpTargetTests: XCTestCase {
         let second = db + "_b"
         try pg.createDatabase(second)
         defer { try? pg.psql("DROP DATABASE IF EXISTS \"\(second)\" WITH (FORCE)") }
-        let ts = "ts_\(UInt32.random(in: 0...UInt32.max))"
-        try PostgresCluster.asPostgres("mkdir -p \(pg.root)/\(ts)")
-        try pg.psql("CREATE TABLESPACE \(ts) LOCATION '\(pg.root)/\(ts)'")
-        try pg.psql("CREATE TABLE on_disk (v int) TABLESPACE \(ts); INSERT INTO on_disk VALUES (1)", database: second)
+        let ts = try tableInOwnTablespace("on_disk", rows: 1, database: second)
         let both = PgDumpTarget(name: "db", server: server, databases: [db, second], jobs: 2)
         let engine = TestSupport.engine(dir + "/repo", [both])
         XCTAssertTrue(try engine.backup().succeeded)
-        try pg.psql("ALTER TABLE on_disk SET TABLESPACE pg_default", database: second)
-        try pg.psql("DROP TABLESPACE \(ts)")
+        try loseTablespace(ts, table: "on_disk", database: second)
         try pg.psql("INSERT INTO customers VALUES (8888, 'after the backup')", database: db)
 
         XCTAssertThrowsError(try engine.restore(target: "db", id: "latest", options: RestoreOptions())) { error in
