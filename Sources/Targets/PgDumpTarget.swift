@@ -166,9 +166,11 @@ public struct PgDumpTarget: BackupTarget {
                 }
             } catch {
                 writer.abandon()
-                _ = counting.finish()
+                counting.cancel()
                 throw error
             }
+            // A failed dump need not wait for every table to be counted.
+            if outcome.status != 0 { counting.cancel() }
             let counted = counting.finish()
             _ = try? conn.query("COMMIT")
             // Killed by our own SIGINT/SIGTERM handler: let it exit 130/143 instead of reporting a failure.
@@ -356,9 +358,11 @@ public struct PgDumpTarget: BackupTarget {
         for (db, targetName, exists) in plans {
             do {
                 replaced.append(targetName)
-                try recreate(maintenance, targetName, meta: safeties[targetName]?.meta ?? db.meta, dropFirst: exists)
+                let meta = safeties[targetName]?.meta ?? db.meta
+                try recreate(maintenance, targetName, meta: meta, dropFirst: exists, lockOut: true)
                 try load(db, into: targetName, setDirectory: context.setDirectory, scratch: context.safetyDirectory, tools: tools)
                 let (tables, rows) = try compareCounts(db, database: targetName)
+                try reopen(maintenance, targetName, meta: meta)
                 totalRows += rows
                 totalTables += tables
                 report.lines.append("restored \(db.name) into \(targetName): \(tables) tables, \(rows) rows\(db.tables == nil ? " (no exact counts in the manifest to compare)" : ", every count matches the manifest")")
@@ -369,9 +373,10 @@ public struct PgDumpTarget: BackupTarget {
                 for name in replaced {
                     if let safety = safeties[name] {
                         do {
-                            try recreate(maintenance, name, meta: safety.meta, dropFirst: true)
+                            try recreate(maintenance, name, meta: safety.meta, dropFirst: true, lockOut: true)
                             try run(ChildProcess(tools.pgRestore.path, ["--exit-on-error", "--no-password", "--jobs=\(jobs)", "--dbname=\(Self.conninfo(name))", safety.path],
                                                  environment: server.childEnvironment), what: "pg_restore of the safety dump")
+                            try reopen(maintenance, name, meta: safety.meta)
                             outcome.append("\(name) rolled back to \(safety.path)")
                         } catch let rollbackError {
                             failedRollbacks.append("\(name): \(rollbackError); restore it with pg_restore --dbname=\(name) \(safety.path)")
@@ -424,17 +429,33 @@ public struct PgDumpTarget: BackupTarget {
 
     private func databaseMeta(_ conn: PGConnection, _ db: String) throws -> [String: JSONValue] {
         let row = try conn.query("""
-            SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype
+            SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype, datconnlimit::text
             FROM pg_database WHERE datname = $1
             """, parameters: [db]).first ?? []
         var meta: [String: JSONValue] = [:]
-        for (i, key) in ["owner", "encoding", "collate", "ctype"].enumerated() where i < row.count {
+        for (i, key) in ["owner", "encoding", "collate", "ctype", "connlimit"].enumerated() where i < row.count {
             if let v = row[i] { meta[key] = .string(v) }
         }
         return meta
     }
 
     /// Drops (ending other sessions) and creates `db` like the original: owner, encoding, locale.
+    /// With `lockOut` (and a superuser connection), applications cannot connect until
+    /// `reopen` is called: nothing writes into a half-restored database.
+    private func recreate(_ conn: PGConnection, _ db: String, meta: [String: JSONValue], dropFirst: Bool, lockOut: Bool) throws {
+        try recreate(conn, db, meta: meta, dropFirst: dropFirst)
+        if lockOut, try conn.scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user") == "t" {
+            try conn.query("ALTER DATABASE \(PGConnection.quoteIdentifier(db)) CONNECTION LIMIT 0")
+        }
+    }
+
+    /// Lets applications connect again, with the database's original connection limit.
+    private func reopen(_ conn: PGConnection, _ db: String, meta: [String: JSONValue]) throws {
+        let limit = meta["connlimit"]?.stringValue.flatMap { Int($0) } ?? -1
+        try conn.query("ALTER DATABASE \(PGConnection.quoteIdentifier(db)) CONNECTION LIMIT \(limit)")
+    }
+
+    /// Drops (ending other sessions) and creates `db`.
     private func recreate(_ conn: PGConnection, _ db: String, meta: [String: JSONValue], dropFirst: Bool) throws {
         let ident = PGConnection.quoteIdentifier(db)
         if dropFirst {
@@ -588,6 +609,11 @@ final class RowCounter: @unchecked Sendable {
             result = Result { try RowCounter.count(conn, exact: exact) }
             done.signal()
         }
+    }
+
+    /// Cancels the counting query in progress (the result becomes an error).
+    func cancel() {
+        if started { conn.cancel() }
     }
 
     func finish() -> Result<[String: Int64], Error> {

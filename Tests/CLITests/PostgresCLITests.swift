@@ -152,11 +152,14 @@ final class PostgresCLITests: XCTestCase {
             (try? self.pg.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = '\(self.db)' AND query LIKE 'COPY public.big % FROM stdin%'")) == "1"
         }
         XCTAssertTrue(loading, "pg_restore started loading the big table")
+        XCTAssertEqual(try pg.psql("SELECT datconnlimit FROM pg_database WHERE datname = '\(db)'"), "0",
+                       "applications are kept out of the half-restored database")
         kill(p.processIdentifier, SIGTERM)
         p.waitUntilExit()
         XCTAssertEqual(p.terminationStatus, 143)
         XCTAssertEqual(try pg.psql("SELECT count(*) FROM notes", database: db), "1001", "the newer row is back: rolled back, not restored")
         XCTAssertEqual(try pg.psql("SELECT count(*) FROM big", database: db), "1500000")
+        XCTAssertEqual(try pg.psql("SELECT datconnlimit FROM pg_database WHERE datname = '\(db)'"), "-1", "and let back in after the rollback")
         let safety = try FileManager.default.contentsOfDirectory(atPath: dir + "/backups/pre-restore")
         XCTAssertEqual(safety.count, 1, "the safety dump is kept: \(safety)")
         let logs = try FileManager.default.contentsOfDirectory(atPath: dir + "/backups/logs")

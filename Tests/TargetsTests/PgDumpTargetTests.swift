@@ -69,6 +69,7 @@ final class PgDumpTargetTests: XCTestCase {
             XCTAssertTrue(FileOps.exists(safety))
             XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: safety)[.posixPermissions] as? Int, 0o600)
             XCTAssertTrue(report.lines.contains { $0.contains("every count matches the manifest") }, "\(report.lines)")
+            XCTAssertEqual(try pg.psql("SELECT datconnlimit FROM pg_database WHERE datname = '\(db)'"), "-1", "open to applications again")
         }
     }
 

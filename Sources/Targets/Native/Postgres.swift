@@ -60,6 +60,15 @@ public final class PGConnection: @unchecked Sendable {
         conn = nil
     }
 
+    /// Asks the server to cancel whatever this connection is running; safe to call from
+    /// another thread while a query is in progress.
+    public func cancel() {
+        guard let conn, let handle = PQgetCancel(conn) else { return }
+        var buffer = [CChar](repeating: 0, count: 256)
+        _ = PQcancel(handle, &buffer, Int32(buffer.count))
+        PQfreeCancel(handle)
+    }
+
     /// The server's version number, e.g. 150018 for 15.18 or 90426 for 9.4.26.
     public var serverVersion: Int { conn.map { Int(PQserverVersion($0)) } ?? 0 }
 
