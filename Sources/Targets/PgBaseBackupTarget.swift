@@ -143,7 +143,15 @@ public struct PgBaseBackupTarget: BackupTarget {
             throw OperationError("pg_basebackup failed (exit \(outcome.status)): \(outcome.lastErrorLine)")
         }
         let (bytes, sha) = try writer.finish()
-        let endWal = try conn.scalar("SELECT pg_walfile_name(pg_current_wal_lsn())") ?? ""
+        // The connection sat idle through the whole copy (idle_session_timeout may have closed
+        // it): ask on a fresh one if need be.
+        let endQuery = "SELECT pg_walfile_name(pg_current_wal_lsn())"
+        var endWal = (try? conn.scalar(endQuery)) ?? ""
+        if endWal.isEmpty {
+            let fresh = try server.connect(database: database)
+            defer { fresh.close() }
+            endWal = try fresh.scalar(endQuery) ?? ""
+        }
         let finished = Date()
 
         var output = TargetOutput()
@@ -268,7 +276,7 @@ public struct PgBaseBackupTarget: BackupTarget {
             let newest = segments.last
             report.lines.append("recovery: \(options.targetTime.map { "to \(Format.iso8601($0))" } ?? "to the end of the archived WAL"), then promote")
             report.lines.append("WAL: from \(start) to \(newest.map { "\($0.segment) (archived \(Format.iso8601($0.modified)))" } ?? "nothing archived yet") in \(walArchive)")
-            let gaps = archive.gaps(in: segments.map(\.segment), since: WalSegment(name: start, segmentBytes: segBytes))
+            let gaps = archive.gaps(in: segments.map(\.segment), since: WalSegment(name: start, segmentBytes: segBytes), branches: archive.branchPoints())
             if !gaps.isEmpty { report.lines.append("WARNING: the archive has gaps (\(gaps.prefix(3).joined(separator: ", "))); recovery stops at the first one") }
             if let t = options.targetTime, newest.map({ $0.modified < t }) ?? true {
                 // PostgreSQL 13+ refuses to start when recovery ends before the target is reached.

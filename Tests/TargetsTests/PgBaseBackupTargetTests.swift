@@ -222,5 +222,12 @@ final class PgBaseBackupTargetTests: XCTestCase {
         let after = WalArchive(directory: archive).report(since: WalSegment(name: "0000000100000000000000FE"))
         XCTAssertEqual(after["gaps"]?.arrayValue?.compactMap(\.stringValue),
                        ["000000010000000100000001..000000010000000100000002", "000000020000000100000005"])
+
+        // A recovery to an earlier point branches below the old timeline's end: its .history
+        // file says where (here in segment 1/03), so 1/03..1/05 of timeline 2 are missing.
+        try TestSupport.write("1\t1/03000028\tbefore transaction 900\n", to: archive + "/00000002.history")
+        let branched = WalArchive(directory: archive).report(since: WalSegment(name: "0000000100000000000000FE"))
+        XCTAssertEqual(branched["gaps"]?.arrayValue?.compactMap(\.stringValue),
+                       ["000000010000000100000001..000000010000000100000002", "000000020000000100000003..000000020000000100000005"])
     }
 }

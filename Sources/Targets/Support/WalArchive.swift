@@ -81,7 +81,7 @@ public struct WalArchive: Sendable {
         out["newest"] = .string(newest.segment.description)
         out["newestAt"] = .string(Format.iso8601(newest.modified))
         out["newestAgeSeconds"] = .number(now.timeIntervalSince(newest.modified).rounded())
-        out["gaps"] = .array(gaps(in: all.map(\.segment), since: since).map { .string($0) })
+        out["gaps"] = .array(gaps(in: all.map(\.segment), since: since, branches: branchPoints()).map { .string($0) })
         return out
     }
 
@@ -89,7 +89,7 @@ public struct WalArchive: Sendable {
     /// segment) from `since` up to its newest archived segment, then on every later timeline
     /// from where the one before it ended. After a point-in-time recovery the new timeline
     /// continues the old one's numbering; a missing first segment there is a gap too.
-    public func gaps(in segments: [WalSegment], since: WalSegment?) -> [String] {
+    public func gaps(in segments: [WalSegment], since: WalSegment?, branches: [UInt32: UInt64] = [:]) -> [String] {
         guard let first = since?.timeline ?? segments.first?.timeline else { return [] }
         let perLog = segments.first?.perLog ?? since?.perLog ?? 256
         var byTimeline: [UInt32: Set<UInt64>] = [:]
@@ -105,10 +105,29 @@ public struct WalArchive: Sendable {
         for timeline in byTimeline.keys.sorted() where timeline > first {
             let numbers = byTimeline[timeline]!
             let end = numbers.max()!
-            gaps += Self.missing(in: numbers, from: min(previousEnd + 1, numbers.min()!), to: end, timeline: timeline, perLog: perLog)
+            // Where this timeline branched off (its `.history` file), else where the one before ended.
+            let from = branches[timeline] ?? min(previousEnd + 1, numbers.min()!)
+            gaps += Self.missing(in: numbers, from: from, to: end, timeline: timeline, perLog: perLog)
             previousEnd = end
         }
         return gaps
+    }
+
+    /// For every timeline with a `TTTTTTTT.history` file in the archive: the segment number in
+    /// which it branched off its parent (the last line's switch point).
+    public func branchPoints() -> [UInt32: UInt64] {
+        var result: [UInt32: UInt64] = [:]
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasSuffix(".history") {
+            guard name.count == 16, let tli = UInt32(name.prefix(8), radix: 16),
+                  let text = try? String(contentsOfFile: directory + "/" + name, encoding: .utf8) else { continue }
+            // Lines: parentTLI <tab> switchpoint LSN (X/Y) <tab> reason; comments start with #.
+            let last = text.split(separator: "\n").last { !$0.hasPrefix("#") && !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+            guard let fields = last?.split(whereSeparator: { $0 == "\t" || $0 == " " }), fields.count >= 2 else { continue }
+            let lsn = fields[1].split(separator: "/")
+            guard lsn.count == 2, let hi = UInt64(lsn[0], radix: 16), let lo = UInt64(lsn[1], radix: 16) else { continue }
+            result[tli] = ((hi << 32) | lo) / UInt64(segmentBytes)
+        }
+        return result
     }
 
     private static func missing(in numbers: Set<UInt64>, from start: UInt64, to last: UInt64, timeline: UInt32, perLog: UInt64) -> [String] {
