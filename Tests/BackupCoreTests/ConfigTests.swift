@@ -76,4 +76,10 @@ final class ConfigTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("unknown key TARGET_DB_PAHT in b.env"), "\(error)")
         }
     }
+
+    func testAURLPasswordIsRedactedDecodedToo() {
+        let config = Config(file: "/x.env", values: ["DATABASE_URL": "postgresql://app:p%40ss%21word@db/app"])
+        XCTAssertTrue(config.secretValues.contains("p@ss!word"), "\(config.secretValues)")
+        XCTAssertEqual(Redactor(secrets: config.secretValues).redact("FATAL: password p@ss!word rejected"), "FATAL: password *** rejected")
+    }
 }

@@ -120,7 +120,7 @@ final class PostgresCLITests: XCTestCase {
         try TestSupport.write("print('journal')\n", to: dir + "/app/app.py")
         try TestSupport.write("""
         DATABASE_TYPE=postgresql
-        DATABASE_URL=postgresql://postgres:\(PostgresCluster.password)@127.0.0.1:\(pg.port)/\(db)
+        DATABASE_URL=postgresql://postgres:\(PostgresCluster.password)@127.0.0.1:\(pg.port)/\(db)?sslmode=disable
         CODEBASE_DIR=app
         BACKUP_DIR=backups
         """, to: journal, mode: 0o600)

@@ -69,7 +69,10 @@ public struct Config: Sendable {
     /// Every secret value in the config, for log redaction.
     public var secretValues: [String] {
         let all = fileValues.merging(environment) { _, env in env }
-        return all.filter { Config.isSecretKey($0.key) && $0.value.count >= 3 }.map(\.value)
+        let values = all.filter { Config.isSecretKey($0.key) && $0.value.count >= 3 }.map(\.value)
+        // A URL's password also appears decoded (in libpq errors, say): redact that form too.
+        let decoded = values.compactMap { URLComponents(string: $0)?.password?.removingPercentEncoding }
+        return values + decoded.filter { $0.count >= 3 }
     }
 
     /// A non-empty string value, or nil when absent or empty.

@@ -92,6 +92,16 @@ public enum JournalFrontend: Frontend {
             server.port = c.port
             server.user = c.user?.removingPercentEncoding
             server.password = c.password?.removingPercentEncoding
+            for item in c.queryItems ?? [] {
+                switch item.name {
+                case "sslmode": server.sslmode = item.value
+                case "host": server.host = item.value   // postgresql:///db?host=/var/run/postgresql
+                case "port": server.port = item.value.flatMap { Int($0) }
+                default:
+                    throw ConfigError.invalidValue(key: "DATABASE_URL", file: config.file, value: "(hidden: it may hold a password)",
+                                                   expected: "a URL whose query parameters are among sslmode, host, port (found \(item.name))")
+                }
+            }
             return (server, db.removingPercentEncoding ?? db)
         }
         server.host = config.string("POSTGRES_HOST")
