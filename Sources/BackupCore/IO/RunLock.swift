@@ -14,8 +14,13 @@ public final class RunLock {
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, FileOps.fileMode)
         guard fd >= 0 else { throw SystemError("open lock file", path) }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?
-                .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            // A holder that started in the same instant may not have written its PID yet.
+            var holder = ""
+            for attempt in 0..<10 {
+                holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+                if !holder.isEmpty || attempt == 9 { break }
+                usleep(20_000)
+            }
             close(fd)
             fd = -1
             throw LockHeldError(path: path, holder: holder.isEmpty ? "holder unknown" : holder)
