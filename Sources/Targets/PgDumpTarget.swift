@@ -352,8 +352,9 @@ public struct PgDumpTarget: BackupTarget {
             report.lines.append("safety copy of \(targetName): \(path)")
             context.logger.info("safety dump of \(targetName): \(path)")
         }
-        report.safetyCopy = safeties.values.map(\.path).sorted().joined(separator: " ")
-        if safeties.isEmpty { report.safetyCopy = nil }
+        // One safety dump: its path; several: the folder holding them (each is listed above).
+        let safetyPaths = safeties.values.map(\.path).sorted()
+        report.safetyCopy = safetyPaths.count > 1 ? context.safetyDirectory : safetyPaths.first
         var replaced: [String] = []
         for (db, targetName, exists) in plans {
             do {
@@ -396,10 +397,11 @@ public struct PgDumpTarget: BackupTarget {
         }
         let seconds = Date().timeIntervalSince(started)
         report.facts = ["seconds": .number(seconds), "tables": .number(Double(totalTables)), "rows": .number(Double(totalRows)),
+                        "safetyCopies": .array(safetyPaths.map { .string($0) }),
                         "bytes": .number(Double(stored.reduce(0) { $0 + $1.artifact.bytes }))]
         let how = Set(stored.map { Self.format(of: $0.artifact) }).map { $0 == .sqlGzip ? "psql --single-transaction" : $0 == .customZstd && jobs == 1 ? "pg_restore" : "pg_restore -j \(jobs)" }
         report.lines.append("restored in \(Format.seconds(seconds)) with \(how.sorted().joined(separator: " and "))")
-        for safety in safeties.values.map(\.path).sorted() { report.lines.append("safety copy: \(safety)") }
+        for safety in safetyPaths { report.lines.append("safety copy: \(safety)") }
         return report
     }
 
