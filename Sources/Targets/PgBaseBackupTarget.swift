@@ -351,9 +351,16 @@ public struct PgBaseBackupTarget: BackupTarget {
             // Remove only what this restore created: the old directory was moved aside, or
             // there was none.
             var rollbackProblem: String?
-            if aside != nil || !existed {
-                do { try FileOps.removeTree(destination) } catch { rollbackProblem = "cannot remove the partial \(destination): \(error)" }
-            }
+            do {
+                if aside != nil || !existed {
+                    try FileOps.removeTree(destination)
+                } else {
+                    // It was an empty directory (perhaps a mount point): empty it again.
+                    for child in (try? FileManager.default.contentsOfDirectory(atPath: destination)) ?? [] {
+                        try FileOps.removeTree(destination + "/" + child)
+                    }
+                }
+            } catch { rollbackProblem = "cannot remove the partial \(destination): \(error)" }
             if let aside, rollbackProblem == nil {
                 do { try FileOps.rename(aside, to: destination) } catch { rollbackProblem = "cannot move \(aside) back: \(error)" }
             }

@@ -176,6 +176,13 @@ final class PgBaseBackupTargetTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: occupied + "/PG_VERSION", encoding: .utf8), "keep me\n")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: occupied), ["PG_VERSION"], "nothing of the failed restore is left")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.contains("pre-restore") }, [], "the old directory is back in place")
+        // An empty directory (a mount point, say) is emptied again, not removed.
+        let empty = dir + "/empty-mount"
+        try FileOps.makeDirectory(empty)
+        XCTAssertThrowsError(try engine.restore(target: "cluster", id: "latest",
+                                                options: RestoreOptions(destination: empty, owner: "no-such-user-backstop")))
+        XCTAssertTrue(FileOps.isDirectory(empty))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: empty), [])
         let report = try engine.restore(target: "cluster", id: "latest", options: RestoreOptions(destination: occupied, force: true))
         let aside = try XCTUnwrap(report.safetyCopy)
         XCTAssertEqual(try String(contentsOfFile: aside + "/PG_VERSION", encoding: .utf8), "keep me\n", "the old directory is moved aside, not deleted")
