@@ -125,10 +125,8 @@ public struct PgDumpTarget: BackupTarget {
             output.toolVersions["server"] = "PostgreSQL \(PostgresServer.versionText(version))"
             output.facts["serverVersion"] = .string(PostgresServer.versionText(version))
 
-            let meta = try conn.query("""
-                SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype
-                FROM pg_database WHERE datname = current_database()
-                """).first ?? []
+            // What the dump itself does not carry (it has them only for pg_restore --create).
+            let meta = try databaseMeta(conn, db)
             // One snapshot for the dump and the row counts: export it, hand it to pg_dump,
             // and count in the same transaction while pg_dump runs.
             try conn.query("SET lock_timeout = '\(lockTimeout)s'")
@@ -193,14 +191,11 @@ public struct PgDumpTarget: BackupTarget {
             }
             output.artifacts.append(Artifact(path: artifactName, bytes: bytes, sha256: sha, format: "pg_dump+\(format.rawValue)"))
             tables[db] = .object(counts.mapValues { .number(Double($0)) })
-            dbFacts.append(.object([
-                "name": .string(db), "artifact": .string(artifactName),
-                "owner": meta.count > 0 ? .string(meta[0] ?? "") : .null,
-                "encoding": meta.count > 1 ? .string(meta[1] ?? "") : .null,
-                "collate": meta.count > 2 ? .string(meta[2] ?? "") : .null,
-                "ctype": meta.count > 3 ? .string(meta[3] ?? "") : .null,
-                "rows": .number(Double(counts.values.reduce(0, +))),
-            ]))
+            var entry = meta
+            entry["name"] = .string(db)
+            entry["artifact"] = .string(artifactName)
+            entry["rows"] = .number(Double(counts.values.reduce(0, +)))
+            dbFacts.append(.object(entry))
             context.logger.info("dumped \(db): \(counts.count) tables, \(counts.values.reduce(0, +)) rows\(exactRowCounts ? "" : " (estimated)"), \(Format.bytes(bytes))")
         }
         output.facts["databases"] = .array(dbFacts)
@@ -363,6 +358,10 @@ public struct PgDumpTarget: BackupTarget {
                 try recreate(maintenance, targetName, meta: meta, dropFirst: exists, lockOut: true)
                 try load(db, into: targetName, setDirectory: context.setDirectory, scratch: context.safetyDirectory, tools: tools)
                 let (tables, rows) = try compareCounts(db, database: targetName)
+                for problem in applyProperties(maintenance, targetName, meta: meta) {
+                    report.lines.append("warning: could not put back \(problem)")
+                    context.logger.warning("\(targetName): could not put back \(problem)")
+                }
                 try reopen(maintenance, targetName, meta: meta)
                 totalRows += rows
                 totalTables += tables
@@ -377,6 +376,7 @@ public struct PgDumpTarget: BackupTarget {
                             try recreate(maintenance, name, meta: safety.meta, dropFirst: true, lockOut: true)
                             try run(ChildProcess(tools.pgRestore.path, ["--exit-on-error", "--no-password", "--jobs=\(jobs)", "--dbname=\(Self.conninfo(name))", safety.path],
                                                  environment: server.childEnvironment), what: "pg_restore of the safety dump")
+                            _ = applyProperties(maintenance, name, meta: safety.meta)
                             try reopen(maintenance, name, meta: safety.meta)
                             outcome.append("\(name) rolled back to \(safety.path)")
                         } catch let rollbackError {
@@ -429,16 +429,64 @@ public struct PgDumpTarget: BackupTarget {
 
     struct Tools { var pgRestore: PostgresTool; var pgDump: PostgresTool; var psql: PostgresTool }
 
+    /// The database's own properties: owner, encoding, locale, connection limit, its settings
+    /// (`ALTER DATABASE … SET`, also per role) and its privileges.
     private func databaseMeta(_ conn: PGConnection, _ db: String) throws -> [String: JSONValue] {
         let row = try conn.query("""
-            SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype, datconnlimit::text
+            SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype, datconnlimit::text, datacl::text
             FROM pg_database WHERE datname = $1
             """, parameters: [db]).first ?? []
         var meta: [String: JSONValue] = [:]
-        for (i, key) in ["owner", "encoding", "collate", "ctype", "connlimit"].enumerated() where i < row.count {
+        for (i, key) in ["owner", "encoding", "collate", "ctype", "connlimit", "acl"].enumerated() where i < row.count {
             if let v = row[i] { meta[key] = .string(v) }
         }
+        let settings = try conn.query("""
+            SELECT coalesce(r.rolname, ''), s.setting
+            FROM pg_db_role_setting d LEFT JOIN pg_roles r ON r.oid = d.setrole, unnest(d.setconfig) AS s(setting)
+            WHERE d.setdatabase = (SELECT oid FROM pg_database WHERE datname = $1)
+            ORDER BY 1, 2
+            """, parameters: [db])
+        meta["settings"] = .array(settings.map { .object(["role": .string($0[0] ?? ""), "setting": .string($0[1] ?? "")]) })
         return meta
+    }
+
+    /// Puts back what `databaseMeta` recorded beyond what CREATE DATABASE set: settings (through
+    /// `set_config` and `SET … FROM CURRENT`, so values keep the server's own syntax) and
+    /// privileges. Returns one line per property that could not be applied.
+    private func applyProperties(_ conn: PGConnection, _ db: String, meta: [String: JSONValue]) -> [String] {
+        let ident = PGConnection.quoteIdentifier(db)
+        var problems: [String] = []
+        for item in meta["settings"]?.arrayValue ?? [] {
+            guard let o = item.objectValue, let setting = o["setting"]?.stringValue,
+                  let eq = setting.firstIndex(of: "=") else { continue }
+            let key = String(setting[..<eq]), value = String(setting[setting.index(after: eq)...])
+            let role = o["role"]?.stringValue ?? ""
+            let target = role.isEmpty ? "DATABASE \(ident)" : "ROLE \(PGConnection.quoteIdentifier(role)) IN DATABASE \(ident)"
+            do {
+                try conn.query("SELECT set_config($1, $2, false)", parameters: [key, value])
+                try conn.query("ALTER \(target) SET \(PGConnection.quoteIdentifier(key)) FROM CURRENT")
+            } catch {
+                problems.append("setting \(setting)\(role.isEmpty ? "" : " for role \(role)"): \(error)")
+            }
+            _ = try? conn.query("RESET \(PGConnection.quoteIdentifier(key))")
+        }
+        if let acl = meta["acl"]?.stringValue, acl.hasPrefix("{") {
+            // {=Tc/owner,owner=CTc/owner,app=c/owner}: grantee=privileges/grantor; empty grantee is PUBLIC.
+            var statements = ["REVOKE ALL ON DATABASE \(ident) FROM PUBLIC"]
+            for item in acl.dropFirst().dropLast().split(separator: ",") {
+                let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                guard parts.count == 2 else { continue }
+                let grantee = parts[0].trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+                let privs = parts[1].split(separator: "/").first ?? ""
+                let names = privs.compactMap { ["C": "CREATE", "T": "TEMPORARY", "c": "CONNECT"][$0] }
+                guard !names.isEmpty else { continue }
+                statements.append("GRANT \(names.joined(separator: ", ")) ON DATABASE \(ident) TO \(grantee.isEmpty ? "PUBLIC" : PGConnection.quoteIdentifier(grantee))")
+            }
+            for sql in statements {
+                do { try conn.query(sql) } catch { problems.append("privileges (\(sql)): \(error)") }
+            }
+        }
+        return problems
     }
 
     /// Drops (ending other sessions) and creates `db` like the original: owner, encoding, locale.

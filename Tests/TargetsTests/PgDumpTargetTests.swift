@@ -81,6 +81,37 @@ final class PgDumpTargetTests: XCTestCase {
         XCTAssertEqual(outcome.status, 0, outcome.stderr)
     }
 
+    /// The worst day: the database is gone. It comes back with its own properties too, which
+    /// a dump carries only for pg_restore --create: settings (also per role) and privileges.
+    func testADroppedDatabaseComesBackWithItsSettingsAndPrivileges() throws {
+        let role = "app_\(UInt32.random(in: 0...UInt32.max))"
+        try pg.psql("CREATE ROLE \(role) LOGIN")
+        defer {
+            try? pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)")
+            try? pg.psql("DROP ROLE IF EXISTS \(role)")
+        }
+        try pg.psql("ALTER DATABASE \"\(db)\" SET search_path = audit, public")
+        try pg.psql("ALTER DATABASE \"\(db)\" SET work_mem = '8MB'")
+        try pg.psql("ALTER ROLE \(role) IN DATABASE \"\(db)\" SET statement_timeout = '5s'")
+        try pg.psql("REVOKE CONNECT ON DATABASE \"\(db)\" FROM PUBLIC")
+        try pg.psql("GRANT CONNECT ON DATABASE \"\(db)\" TO \(role)")
+        func properties() throws -> [String] {
+            [try pg.psql("SELECT string_agg(coalesce(r.rolname, '-') || ':' || array_to_string(s.setconfig, ';'), ' | ' ORDER BY 1) FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = '\(db)')"),
+             try pg.psql("SELECT has_database_privilege('\(role)', '\(db)', 'CONNECT')::text || ' ' || has_database_privilege('public', '\(db)', 'CONNECT')::text")]
+        }
+        let before = try properties()
+        XCTAssertEqual(before[1], "true false")
+        let engine = TestSupport.engine(dir + "/repo", [target()])
+        XCTAssertTrue(try engine.backup().succeeded)
+        try pg.psql("DROP DATABASE \"\(db)\" WITH (FORCE)")
+
+        let report = try engine.restore(target: "db", id: "latest", options: RestoreOptions())
+        XCTAssertFalse(report.lines.contains { $0.hasPrefix("warning") }, "\(report.lines)")
+        XCTAssertEqual(try count("orders"), 2000)
+        XCTAssertEqual(try properties(), before)
+        XCTAssertTrue(before[0].contains("search_path=audit, public") && before[0].contains("statement_timeout=5s"), before[0])
+    }
+
     func testIntoLeavesOriginalUntouched() throws {
         let engine = TestSupport.engine(dir + "/repo", [target(.customZstd)])
         XCTAssertTrue(try engine.backup().succeeded)
