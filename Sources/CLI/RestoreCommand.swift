@@ -86,6 +86,7 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
             return
         }
         if !json { printReport(plan) }
+        fflush(nil)  // the plan comes before anything the restore logs on stderr
         try confirm("Restore \(target) as shown above?", yes: yes)
         options.dryRun = false
         let report = try session.engine.restore(target: target, id: backup, options: options)
@@ -113,6 +114,7 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
             plans.append(try session.engine.restore(target: name, id: set.id, options: options(name, dry: true)))
         }
         if dryRun || !json { plans.forEach(printReport) }
+        fflush(nil)
         if dryRun { return }
         try confirm("Restore \(names.joined(separator: ", ")) from backup \(set.id) as shown above?", yes: yes)
         var reports: [RestoreReport] = []

@@ -103,6 +103,13 @@ public struct PgDumpTarget: BackupTarget {
             let (found, _) = server.preflight(target: name, database: db, tools: i == 0 ? ["pg_dump", "pg_restore"] : [])
             findings += found
         }
+        if !findings.contains(where: { $0.severity == .error }), let conn = try? server.connect(database: databases[0]) {
+            defer { conn.close() }
+            if let row = try? conn.query("SELECT current_user, (rolsuper OR rolcreatedb)::text FROM pg_roles WHERE rolname = current_user").first,
+               row.count == 2, row[1] == "false" {
+                findings.append(Finding(.warning, target: name, "role \(row[0] ?? "?") cannot CREATE DATABASE: backups work, but a restore (which drops and recreates the database) needs a role with CREATEDB or a superuser"))
+            }
+        }
         if let passfile = server.passfile, !FileOps.exists(passfile) {
             findings.append(Finding(.error, target: name, "passfile \(passfile) does not exist"))
         }
@@ -314,9 +321,22 @@ public struct PgDumpTarget: BackupTarget {
         let major = PostgresMajor(serverVersion: maintenance.serverVersion)
         var report = RestoreReport(target: name, destination: server.label, dryRun: context.options.dryRun)
         var plans: [(StoredDatabase, String, Bool)] = []
+        // Restoring drops and recreates: refuse before touching anything if this role could drop
+        // the database but not create it again.
+        let role = try maintenance.query("SELECT current_user, rolsuper::text, rolcreatedb::text FROM pg_roles WHERE rolname = current_user").first ?? []
+        let roleName = role.first.flatMap { $0 } ?? "?"
+        let superuser = role.count > 1 && role[1] == "true"
+        if !superuser && !(role.count > 2 && role[2] == "true") {
+            throw OperationError("role \(roleName) cannot CREATE DATABASE, and a restore drops and recreates the database; nothing was changed. Restore as a role with CREATEDB (ALTER ROLE \(roleName) CREATEDB) or as a superuser")
+        }
         for db in stored {
             let targetName = context.options.intoDatabase ?? db.name
-            let exists = try maintenance.scalar("SELECT 1 FROM pg_database WHERE datname = $1", parameters: [targetName]) != nil
+            let owner = try maintenance.scalar("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1", parameters: [targetName])
+            let exists = owner != nil
+            if let owner, !superuser,
+               try maintenance.scalar("SELECT pg_has_role(current_user, $1, 'MEMBER')::text", parameters: [owner]) != "true" {
+                throw OperationError("role \(roleName) does not own database \(targetName) (its owner is \(owner)) and cannot drop it; nothing was changed. Restore as \(owner) or as a superuser")
+            }
             plans.append((db, targetName, exists))
             report.lines.append("source: backup \(context.setID), \(db.artifact.path) (\(Format.bytes(db.artifact.bytes))), database \(db.name)")
             report.lines.append("target: database \(targetName) on \(server.label) (PostgreSQL \(PostgresServer.versionText(maintenance.serverVersion)))")
@@ -355,7 +375,8 @@ public struct PgDumpTarget: BackupTarget {
             do {
                 replaced.append(targetName)
                 let meta = safeties[targetName]?.meta ?? db.meta
-                try recreate(maintenance, targetName, meta: meta, dropFirst: exists, lockOut: true)
+                let ended = try recreate(maintenance, targetName, meta: meta, dropFirst: exists, lockOut: true)
+                if ended > 0 { report.lines.append("ended \(ended) other session(s) connected to \(targetName)") }
                 try load(db, into: targetName, setDirectory: context.setDirectory, scratch: context.safetyDirectory, tools: tools)
                 let (tables, rows) = try compareCounts(db, database: targetName)
                 for problem in applyProperties(maintenance, targetName, meta: meta) {
@@ -492,11 +513,14 @@ public struct PgDumpTarget: BackupTarget {
     /// Drops (ending other sessions) and creates `db` like the original: owner, encoding, locale.
     /// With `lockOut` (and a superuser connection), applications cannot connect until
     /// `reopen` is called: nothing writes into a half-restored database.
-    private func recreate(_ conn: PGConnection, _ db: String, meta: [String: JSONValue], dropFirst: Bool, lockOut: Bool) throws {
-        try recreate(conn, db, meta: meta, dropFirst: dropFirst)
+    /// Returns how many other sessions had to be ended.
+    @discardableResult
+    private func recreate(_ conn: PGConnection, _ db: String, meta: [String: JSONValue], dropFirst: Bool, lockOut: Bool) throws -> Int {
+        let ended = try recreate(conn, db, meta: meta, dropFirst: dropFirst)
         if lockOut, try conn.scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user") == "t" {
             try conn.query("ALTER DATABASE \(PGConnection.quoteIdentifier(db)) CONNECTION LIMIT 0")
         }
+        return ended
     }
 
     /// Lets applications connect again, with the database's original connection limit.
@@ -505,11 +529,14 @@ public struct PgDumpTarget: BackupTarget {
         try conn.query("ALTER DATABASE \(PGConnection.quoteIdentifier(db)) CONNECTION LIMIT \(limit)")
     }
 
-    /// Drops (ending other sessions) and creates `db`.
-    private func recreate(_ conn: PGConnection, _ db: String, meta: [String: JSONValue], dropFirst: Bool) throws {
+    /// Drops (ending other sessions) and creates `db`; returns how many sessions were ended.
+    @discardableResult
+    private func recreate(_ conn: PGConnection, _ db: String, meta: [String: JSONValue], dropFirst: Bool) throws -> Int {
         let ident = PGConnection.quoteIdentifier(db)
+        var terminated = 0
         if dropFirst {
-            _ = try conn.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", parameters: [db])
+            let ended = try conn.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", parameters: [db]).count
+            terminated = ended
             let force = conn.serverVersion >= 130000 ? " WITH (FORCE)" : ""
             try conn.query("DROP DATABASE IF EXISTS \(ident)\(force)")
         }
@@ -522,6 +549,7 @@ public struct PgDumpTarget: BackupTarget {
         if let c = meta["collate"]?.stringValue, !c.isEmpty { sql += " LC_COLLATE \(PGConnection.quoteLiteral(c))" }
         if let c = meta["ctype"]?.stringValue, !c.isEmpty { sql += " LC_CTYPE \(PGConnection.quoteLiteral(c))" }
         try conn.query(sql)
+        return terminated
     }
 
     /// Loads a stored dump into the (empty) database `targetName`.

@@ -197,4 +197,30 @@ final class PostgresCLITests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(started), 30, "it gave up instead of waiting for the lock")
         XCTAssertTrue(run.stderr.contains("stayed locked by another session for longer than LOCK_TIMEOUT=2s"), run.stderr)
     }
+
+    /// The app's own role owns its database but cannot create databases: a restore must refuse
+    /// before it drops anything (it could not create the database again).
+    func testARoleWithoutCreatedbIsRefusedBeforeAnythingIsDropped() throws {
+        let role = "app_\(UInt32.random(in: 0...UInt32.max))"
+        try pg.psql("CREATE ROLE \(role) LOGIN PASSWORD 'app-pw-123'; ALTER DATABASE \"\(db)\" OWNER TO \(role)")
+        try pg.psql("ALTER TABLE notes OWNER TO \(role); ALTER SEQUENCE notes_id_seq OWNER TO \(role)", database: db)
+        defer { try? pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)"); try? pg.psql("DROP ROLE IF EXISTS \(role)") }
+        try TestSupport.write("""
+        BACKUP_DIR=backups
+        TARGETS=db
+        TARGET_DB_KIND=pg_dump
+        TARGET_DB_HOST=127.0.0.1
+        TARGET_DB_PORT=\(pg.port)
+        TARGET_DB_USER=\(role)
+        TARGET_DB_PASSWORD=app-pw-123
+        TARGET_DB_DATABASE=\(db)
+        """, to: config, mode: 0o600)
+        let check = try backstop(["check"])
+        XCTAssertTrue(check.stdout.contains("cannot CREATE DATABASE"), check.stdout)
+        XCTAssertEqual(try backstop(["backup"]).status, 0)
+        let restore = try backstop(["restore", "db", "--yes"])
+        XCTAssertEqual(restore.status, 1, restore.stderr)
+        XCTAssertTrue(restore.stderr.contains("cannot CREATE DATABASE") && restore.stderr.contains("nothing was changed"), restore.stderr)
+        XCTAssertEqual(try pg.psql("SELECT count(*) FROM notes", database: db), "1000", "the database is still there")
+    }
 }

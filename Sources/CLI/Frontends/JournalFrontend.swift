@@ -63,6 +63,12 @@ public enum JournalFrontend: Frontend {
         let codebase = try config.path("CODEBASE_DIR") ?? config.resolve(".")
         var exclude = defaultExcludes + config.list("CODEBASE_EXCLUDE")
         if backupDir.hasPrefix(codebase + "/") { exclude.append(String(backupDir.dropFirst(codebase.count + 1))) }
+        // The database has its own target with a consistent copy; raw database files (and a
+        // live -wal/-shm) in the codebase tarball would restore over it behind its back.
+        if dbType == "sqlite", let db = try config.path("SQLITE_PATH"), db.hasPrefix(codebase + "/") {
+            let rel = String(db.dropFirst(codebase.count + 1))
+            exclude += [rel, rel + "-wal", rel + "-shm", rel + "-journal"]
+        }
         let compressionName = try config.choice("CODEBASE_COMPRESSION", ["gzip", "zstd"], default: "gzip")
         targets.append(ArchiveTarget(name: "codebase", paths: [codebase], base: codebase, exclude: exclude,
                                      compression: Compression.parse(compressionName, level: nil,
