@@ -82,4 +82,11 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(config.secretValues.contains("p@ss!word"), "\(config.secretValues)")
         XCTAssertEqual(Redactor(secrets: config.secretValues).redact("FATAL: password p@ss!word rejected"), "FATAL: password *** rejected")
     }
+
+    func testABadValueFromTheEnvironmentIsBlamedOnTheEnvironment() {
+        let config = Config(file: "/etc/app.env", values: ["PORT": "5432"], environment: ["PORT": "abc"])
+        XCTAssertThrowsError(try config.int("PORT", default: 1, range: 1...65535)) {
+            XCTAssertEqual("\($0)", "config: invalid value for PORT in the environment: 'abc' (expected an integer from 1 to 65535)")
+        }
+    }
 }

@@ -81,6 +81,12 @@ public struct Config: Sendable {
         return v
     }
 
+    /// Where `key`'s value comes from, for messages: the environment (which overrides the
+    /// file), or the file.
+    public func origin(_ key: String) -> String {
+        environment[key] != nil ? "the environment" : file
+    }
+
     /// A required non-empty string value.
     public func require(_ key: String) throws -> String {
         guard let v = string(key) else { throw ConfigError.missingKey(key: key, file: file) }
@@ -91,7 +97,7 @@ public struct Config: Sendable {
     public func int(_ key: String, default defaultValue: Int, range: ClosedRange<Int> = Int.min...Int.max) throws -> Int {
         guard let raw = string(key) else { return defaultValue }
         guard let n = Int(raw), range.contains(n) else {
-            throw ConfigError.invalidValue(key: key, file: file, value: raw, expected: "an integer from \(range.lowerBound) to \(range.upperBound)")
+            throw ConfigError.invalidValue(key: key, file: origin(key), value: raw, expected: "an integer from \(range.lowerBound) to \(range.upperBound)")
         }
         return n
     }
@@ -100,7 +106,7 @@ public struct Config: Sendable {
     public func double(_ key: String, default defaultValue: Double, range: ClosedRange<Double>) throws -> Double {
         guard let raw = string(key) else { return defaultValue }
         guard let n = Double(raw), range.contains(n) else {
-            throw ConfigError.invalidValue(key: key, file: file, value: raw, expected: "a number from \(range.lowerBound) to \(range.upperBound)")
+            throw ConfigError.invalidValue(key: key, file: origin(key), value: raw, expected: "a number from \(range.lowerBound) to \(range.upperBound)")
         }
         return n
     }
@@ -111,7 +117,7 @@ public struct Config: Sendable {
         switch raw.lowercased() {
         case "1", "true", "yes", "on": return true
         case "0", "false", "no", "off": return false
-        default: throw ConfigError.invalidValue(key: key, file: file, value: raw, expected: "true or false")
+        default: throw ConfigError.invalidValue(key: key, file: origin(key), value: raw, expected: "true or false")
         }
     }
 
@@ -119,7 +125,7 @@ public struct Config: Sendable {
     public func choice(_ key: String, _ allowed: [String], default defaultValue: String) throws -> String {
         guard let raw = string(key) else { return defaultValue }
         guard allowed.contains(raw) else {
-            throw ConfigError.invalidValue(key: key, file: file, value: raw, expected: "one of \(allowed.joined(separator: ", "))")
+            throw ConfigError.invalidValue(key: key, file: origin(key), value: raw, expected: "one of \(allowed.joined(separator: ", "))")
         }
         return raw
     }
