@@ -100,7 +100,7 @@ public struct PgDumpTarget: BackupTarget {
     public func preflight(_ context: PreflightContext) -> [Finding] {
         var findings: [Finding] = []
         for (i, db) in databases.enumerated() {
-            let (found, _) = server.preflight(target: name, database: db, tools: i == 0 ? ["pg_dump", "pg_restore"] : [])
+            let (found, _) = server.preflight(target: name, database: db, tools: i == 0 ? ["pg_dump", format == .sqlGzip ? "psql" : "pg_restore"] : [])
             findings += found
         }
         if !findings.contains(where: { $0.severity == .error }), let conn = try? server.connect(database: databases[0]) {
