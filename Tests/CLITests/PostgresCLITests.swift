@@ -25,14 +25,14 @@ final class PostgresCLITests: XCTestCase {
         try? FileOps.removeTree(dir)
     }
 
-    func writeConfig(password: String, extra: String = "") throws {
+    func writeConfig(password: String, user: String = "postgres", extra: String = "") throws {
         try TestSupport.write("""
         BACKUP_DIR=backups
         TARGETS=db
         TARGET_DB_KIND=pg_dump
         TARGET_DB_HOST=127.0.0.1
         TARGET_DB_PORT=\(pg.port)
-        TARGET_DB_USER=postgres
+        TARGET_DB_USER=\(user)
         TARGET_DB_PASSWORD=\(password)
         TARGET_DB_DATABASE=\(db)
         \(extra)
@@ -205,16 +205,7 @@ final class PostgresCLITests: XCTestCase {
         try pg.psql("CREATE ROLE \(role) LOGIN PASSWORD 'app-pw-123'; ALTER DATABASE \"\(db)\" OWNER TO \(role)")
         try pg.psql("ALTER TABLE notes OWNER TO \(role); ALTER SEQUENCE notes_id_seq OWNER TO \(role)", database: db)
         defer { try? pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)"); try? pg.psql("DROP ROLE IF EXISTS \(role)") }
-        try TestSupport.write("""
-        BACKUP_DIR=backups
-        TARGETS=db
-        TARGET_DB_KIND=pg_dump
-        TARGET_DB_HOST=127.0.0.1
-        TARGET_DB_PORT=\(pg.port)
-        TARGET_DB_USER=\(role)
-        TARGET_DB_PASSWORD=app-pw-123
-        TARGET_DB_DATABASE=\(db)
-        """, to: config, mode: 0o600)
+        try writeConfig(password: "app-pw-123", user: role)
         let check = try backstop(["check"])
         XCTAssertTrue(check.stdout.contains("cannot CREATE DATABASE"), check.stdout)
         XCTAssertEqual(try backstop(["backup"]).status, 0)
