@@ -395,8 +395,7 @@ public struct PgDumpTarget: BackupTarget {
                     if let safety = safeties[name] {
                         do {
                             try recreate(maintenance, name, meta: safety.meta, dropFirst: true, lockOut: true)
-                            try run(ChildProcess(tools.pgRestore.path, ["--exit-on-error", "--no-password", "--jobs=\(jobs)", "--dbname=\(Self.conninfo(name))", safety.path],
-                                                 environment: server.childEnvironment), what: "pg_restore of the safety dump")
+                            try restoreDumpFile(safety.path, into: name, tool: tools.pgRestore, what: "pg_restore of the safety dump")
                             _ = applyProperties(maintenance, name, meta: safety.meta)
                             try reopen(maintenance, name, meta: safety.meta)
                             outcome.append("\(name) rolled back to \(safety.path)")
@@ -559,8 +558,7 @@ public struct PgDumpTarget: BackupTarget {
         let env = server.childEnvironment
         switch fmt {
         case .custom:
-            try run(ChildProcess(tools.pgRestore.path, ["--exit-on-error", "--no-password", "--jobs=\(jobs)", "--dbname=\(Self.conninfo(targetName))", path],
-                                 environment: env), what: "pg_restore")
+            try restoreDumpFile(path, into: targetName, tool: tools.pgRestore)
         case .customZstd where jobs > 1:
             // pg_restore -j needs a seekable file: decompress into a private temporary file first.
             try FileOps.makeDirectory(scratch)
@@ -573,8 +571,7 @@ public struct PgDumpTarget: BackupTarget {
                 try Self.stream(try HashingFileReader(path: path), format: fmt) { try out.write($0) }
                 _ = try out.finish()
             } catch { out.abandon(); throw error }
-            try run(ChildProcess(tools.pgRestore.path, ["--exit-on-error", "--no-password", "--jobs=\(jobs)", "--dbname=\(Self.conninfo(targetName))", tmp],
-                                 environment: env), what: "pg_restore")
+            try restoreDumpFile(tmp, into: targetName, tool: tools.pgRestore)
         case .customZstd:
             try run(ChildProcess(tools.pgRestore.path, ["--exit-on-error", "--no-password", "--dbname=\(Self.conninfo(targetName))"],
                                  environment: env, input: .producer { write in
@@ -587,6 +584,12 @@ public struct PgDumpTarget: BackupTarget {
                 try Self.stream(try HashingFileReader(path: path), format: fmt, into: write)
             }), what: "psql")
         }
+    }
+
+    /// `pg_restore -j JOBS --exit-on-error` of a custom-format dump file into `database`.
+    private func restoreDumpFile(_ file: String, into database: String, tool: PostgresTool, what: String = "pg_restore") throws {
+        try run(ChildProcess(tool.path, ["--exit-on-error", "--no-password", "--jobs=\(jobs)", "--dbname=\(Self.conninfo(database))", file],
+                             environment: server.childEnvironment), what: what)
     }
 
     private func run(_ child: ChildProcess, what: String) throws {

@@ -91,21 +91,30 @@ public enum FileOps {
         return Int64(st.st_size)
     }
 
+    /// Calls `body` with the stat of every regular file under `path` (not following symlinks).
+    private static func eachRegularFile(under path: String, _ body: (stat) -> Void) {
+        guard let e = FileManager.default.enumerator(atPath: path) else { return }
+        while let rel = e.nextObject() as? String {
+            var st = stat()
+            if lstat(path + "/" + rel, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG { body(st) }
+        }
+    }
+
+    /// Identifies a file across hard links: its inode on its device.
+    private static func inodeKey(_ st: stat) -> UInt64 { UInt64(st.st_ino) ^ (UInt64(st.st_dev) << 48) }
+
     /// The bytes that deleting `path` would free: regular files whose every hard link lies
     /// inside it. A file an rsync snapshot shares with other snapshots is not counted (that
     /// is where `du` misleads).
     public static func freedSize(_ path: String) -> Int64 {
-        guard let e = FileManager.default.enumerator(atPath: path) else { return size(path) ?? 0 }
+        guard isDirectory(path) else { return size(path) ?? 0 }
         var total: Int64 = 0
         var linked: [UInt64: (seen: Int, links: Int, bytes: Int64)] = [:]
-        while let rel = e.nextObject() as? String {
-            var st = stat()
-            guard lstat(path + "/" + rel, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
-            if st.st_nlink <= 1 { total += Int64(st.st_size); continue }
-            let key = UInt64(st.st_ino) ^ (UInt64(st.st_dev) << 48)
-            var entry = linked[key] ?? (0, Int(st.st_nlink), Int64(st.st_size))
+        eachRegularFile(under: path) { st in
+            if st.st_nlink <= 1 { total += Int64(st.st_size); return }
+            var entry = linked[inodeKey(st)] ?? (0, Int(st.st_nlink), Int64(st.st_size))
             entry.seen += 1
-            linked[key] = entry
+            linked[inodeKey(st)] = entry
         }
         for entry in linked.values where entry.seen >= entry.links { total += entry.bytes }
         return total
@@ -116,11 +125,8 @@ public enum FileOps {
         var seen = Set<UInt64>()
         var total: Int64 = 0
         for path in paths {
-            guard let e = FileManager.default.enumerator(atPath: path) else { continue }
-            while let rel = e.nextObject() as? String {
-                var st = stat()
-                guard lstat(path + "/" + rel, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
-                if st.st_nlink > 1 && !seen.insert(UInt64(st.st_ino) ^ (UInt64(st.st_dev) << 48)).inserted { continue }
+            eachRegularFile(under: path) { st in
+                if st.st_nlink > 1 && !seen.insert(inodeKey(st)).inserted { return }
                 total += Int64(st.st_size)
             }
         }
@@ -129,12 +135,9 @@ public enum FileOps {
 
     /// Total apparent size of all regular files under `path`.
     public static func treeSize(_ path: String) -> Int64 {
-        guard let e = FileManager.default.enumerator(atPath: path) else { return size(path) ?? 0 }
+        guard isDirectory(path) else { return size(path) ?? 0 }
         var total: Int64 = 0
-        while let rel = e.nextObject() as? String {
-            var st = stat()
-            if lstat(path + "/" + rel, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG { total += Int64(st.st_size) }
-        }
+        eachRegularFile(under: path) { total += Int64($0.st_size) }
         return total
     }
 }
