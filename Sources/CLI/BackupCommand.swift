@@ -27,7 +27,16 @@ struct BackupCommand<F: Frontend>: ParsableCommand {
     var json = false
 
     func run() throws {
-        let session = try Session<F>(global, logToFile: !dryRun)
+        let session: Session<F>
+        let monitoring: MonitoringConfig
+        do {
+            session = try Session<F>(global, logToFile: !dryRun)
+            monitoring = try session.monitoring()
+        } catch {
+            // A run that cannot start (a config error, say) still alerts and pings /fail.
+            if !dryRun { StartFailure.report(error, options: global, command: "backup", frontend: F.self) }
+            throw error
+        }
         if prune && session.deployment.retention == nil {
             throw UsageError("--prune: no retention is configured (set KEEP_DAILY, KEEP_DAILY_DAYS, ...)")
         }
@@ -36,20 +45,39 @@ struct BackupCommand<F: Frontend>: ParsableCommand {
             let k = "KEEP_" + tier.uppercased().replacingOccurrences(of: "-", with: "_")
             session.engine.logger.warning("no retention applies to tier \(tier): its backups are kept until removed (set \(k) or \(k)_DAYS\(["daily", "weekly", "monthly"].contains(tier) ? "" : ", with KEEP_TIERS=\(tier)"))")
         }
+        if !dryRun { session.ping(.start) }
         let summary: RunSummary
         do {
             summary = try session.engine.backup(only: selection, tier: tier, dryRun: dryRun)
         } catch let error as UserFacingError where error.exitStatus != .usage {
             // The run could not finish (lock held, disk full, ...): people must hear of it.
-            if !dryRun { session.notify(.error(error, command: "backup", source: F.commandName)) }
+            if !dryRun {
+                let alert = Alert.error(error, command: "backup", context: session.alertContext, couldNotStart: error is LockHeldError)
+                session.report(alert)
+                session.ping(.fail, body: alert.text)
+                session.publishMetrics(session.engine.health(monitoring.health, deployment: monitoring.deployment), monitoring: monitoring)
+            }
             throw error
         }
-        if !dryRun { session.notify(.backup(summary, source: F.commandName)) }
+        if !dryRun {
+            do { try PrometheusMetrics.recordRun(summary, repository: session.engine.repository) } catch {
+                session.engine.logger.error("backup counters not updated: \(error)")
+            }
+            // Warnings keep exit 0 (cron mails any output and treats non-zero as failure);
+            // they are reported with ALERT_ON=warning, in `health` and in the metrics.
+            let alert = Alert.backup(summary, context: session.alertContext)
+            session.report(alert)
+            session.ping(summary.succeeded ? .success : .fail, body: alert.text)
+        }
         if json { try printJSON(summary) }
-        if !summary.succeeded { throw CommandFailed(status: .failure) }
+        if !summary.succeeded {
+            if !dryRun { session.publishMetrics(session.engine.health(monitoring.health, deployment: monitoring.deployment), monitoring: monitoring) }
+            throw CommandFailed(status: .failure)
+        }
         if prune, let policy = session.deployment.retention, !dryRun {
             _ = try session.engine.prune(policy, dryRun: false)
         }
+        if !dryRun { session.publishMetrics(session.engine.health(monitoring.health, deployment: monitoring.deployment), monitoring: monitoring) }
     }
 }
 
@@ -64,8 +92,13 @@ struct CheckCommand<F: Frontend>: ParsableCommand {
     @Flag(name: .long, help: "Print findings as JSON.")
     var json = false
 
+    @Flag(name: .long, help: "Run the health check instead (as the health command does, with its exit codes 0-3).")
+    var health = false
+
     func run() throws {
+        if health { return try HealthCheckRun<F>(global: global, json: json).run() }
         let session = try Session<F>(global, logToFile: false)
+        _ = try session.monitoring()
         let context = PreflightContext(logger: session.engine.logger)
         var findings: [Finding] = []
         // The backup directory itself: it must exist (or be creatable) and be writable.

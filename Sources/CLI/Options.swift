@@ -45,10 +45,6 @@ struct Session<F: Frontend> {
         }
     }
 
-    /// Sends `alert` through the configured channels; a delivery failure is logged as an error.
-    func notify(_ alert: Alert) {
-        for problem in alerter.send(alert) { engine.logger.error("\(problem)") }
-    }
 }
 
 /// Ends a command with a non-zero status after it has printed its own report.

@@ -12,12 +12,15 @@ public struct RootCommand<F: Frontend>: ParsableCommand {
             \(F.configHelp)
 
             Exit codes: 0 success; 1 a target, verification or restore failed; 2 bad usage or \
-            config; 3 another run holds the lock; 130/143 interrupted by SIGINT/SIGTERM.
+            config; 3 another run holds the lock; 130/143 interrupted by SIGINT/SIGTERM. \
+            health (and check --health) follow the Monitoring Plugins convention instead: \
+            0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
             """,
             version: backstopVersion,
             subcommands: [
                 BackupCommand<F>.self, ListCommand<F>.self, VerifyCommand<F>.self, RestoreCommand<F>.self,
                 RemoveCommand<F>.self, PruneCommand<F>.self, StatsCommand<F>.self, CheckCommand<F>.self,
+                HealthCommand<F>.self, AlertCommand<F>.self,
             ]
         )
     }
@@ -33,6 +36,9 @@ public struct RootCommand<F: Frontend>: ParsableCommand {
             Glibc.exit(ExitStatus.success.rawValue)
         } catch let failed as CommandFailed {
             Glibc.exit(failed.status.rawValue)
+        } catch let check as PluginExit {
+            // health: the Monitoring Plugins convention, documented apart from the table above.
+            Glibc.exit(check.status.rawValue)
         } catch let error as UserFacingError {
             FileHandle.standardError.write(Data("\(F.commandName): error: \(error.message)\n".utf8))
             Glibc.exit(error.exitStatus.rawValue)

@@ -52,11 +52,17 @@ struct VerifyCommand<F: Frontend>: ParsableCommand {
                 for f in r.findings { print("      \(f)") }
             }
         }
+        let context = session.alertContext
         if results.contains(where: { !$0.ok }) {
             let lines = results.filter { !$0.ok }.flatMap { r in r.findings.map { "\(r.tier)/\(r.id): \($0)" } }
-            session.notify(Alert(ok: false, source: F.commandName, subject: "[\(F.commandName)] VERIFY FAILED on \(ProcessInfo.processInfo.hostName)", lines: lines))
+            session.report(Alert(level: .failure, kind: "verify", source: F.commandName, deployment: context.deployment,
+                                 subject: "[\(context.deployment)] VERIFY FAILED on \(context.host)",
+                                 lines: lines + ["next: \(context.command("verify --all"))"]))
             throw CommandFailed(status: .failure)
         }
+        session.report(Alert(level: .ok, kind: "verify", source: F.commandName, deployment: context.deployment,
+                             subject: "[\(context.deployment)] verify OK on \(context.host)",
+                             lines: results.map { "\($0.tier)/\($0.id): ok (\($0.targets.joined(separator: ", ")))" }))
     }
 
     private func runDrill(_ session: Session<F>) throws {
@@ -70,10 +76,19 @@ struct VerifyCommand<F: Frontend>: ParsableCommand {
                 for line in r.lines { print("      \(line)") }
             }
         }
+        let context = session.alertContext
+        if let monitoring = try? session.monitoring() {
+            session.publishMetrics(session.engine.health(monitoring.health, deployment: monitoring.deployment), monitoring: monitoring)
+        }
         if reports.contains(where: { !$0.passed }) {
             let lines = reports.filter { !$0.passed }.flatMap { r in ["\(r.target) from \(r.setID):"] + r.lines }
-            session.notify(Alert(ok: false, source: F.commandName, subject: "[\(F.commandName)] RESTORE DRILL FAILED on \(ProcessInfo.processInfo.hostName)", lines: lines))
+            session.report(Alert(level: .failure, kind: "drill", source: F.commandName, deployment: context.deployment,
+                                 subject: "[\(context.deployment)] RESTORE DRILL FAILED on \(context.host)",
+                                 lines: lines + (context.logFile.map { ["log: \($0)"] } ?? []) + ["next: \(context.command("verify --restore-test"))"]))
             throw CommandFailed(status: .failure)
         }
+        session.report(Alert(level: .ok, kind: "drill", source: F.commandName, deployment: context.deployment,
+                             subject: "[\(context.deployment)] restore drill passed on \(context.host)",
+                             lines: reports.map { "\($0.target) from \($0.setID): restored in \(Format.seconds($0.restoreSeconds))" }))
     }
 }

@@ -45,7 +45,8 @@ public final class TargetSettings: @unchecked Sendable {
 
     /// Throws for any key with this target's prefix that the target never read (a typo).
     public func rejectUnknownKeys() throws {
-        for k in config.keys(withPrefix: prefix) where !used.contains(k) {
+        // Keys the engine reads for every kind (health thresholds) are never unknown.
+        for k in config.keys(withPrefix: prefix) where !used.contains(k) && !HealthSettings.targetKeys.contains(String(k.dropFirst(prefix.count))) {
             let known = used.sorted().map { String($0.dropFirst(prefix.count)) }.joined(separator: ", ")
             throw ConfigError.unknownKey(key: k, file: config.file, hint: "keys for this target: \(known)")
         }
