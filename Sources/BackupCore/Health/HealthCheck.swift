@@ -188,7 +188,7 @@ extension BackupEngine {
                 continue
             }
             let modified = Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec) + TimeInterval(st.st_mtim.tv_nsec) / 1e9)
-            if modified.timeIntervalSince(record.finishedAt) > 2 {
+            if modified.timeIntervalSince(record.finishedAt) > 0.01 {
                 out.append((.warning, "\(a.path) was modified after the backup ended: run verify"))
             }
             guard let data = FileManager.default.contents(atPath: path + ".sha256") else {

@@ -187,7 +187,7 @@ public struct HealthReport: Codable, Sendable {
     /// The report for a check that could not run at all (exit 3).
     public static func unknown(_ reason: String, deployment: String) -> HealthReport {
         HealthReport(timestamp: Date(), deployment: deployment, host: ProcessInfo.processInfo.hostName,
-                     issues: [HealthIssue(check: "config", aspect: "config", status: .unknown, message: reason)], targets: [], disk: nil)
+                     issues: [HealthIssue(check: "health", aspect: "check", status: .unknown, message: reason)], targets: [], disk: nil)
     }
 
     /// The Monitoring Plugins output: `SERVICE STATUS - summary | perfdata` on the first line,
@@ -203,7 +203,8 @@ public struct HealthReport: Codable, Sendable {
             let shown = worst.prefix(3).map { "\($0.check): \($0.message)" }
             summary = shown.joined(separator: "; ") + (worst.count > 3 ? "; and \(worst.count - 3) more" : "")
         }
-        var lines = ["\(service) \(overallStatus.label) - \(summary.replacingOccurrences(of: "|", with: "/")) | \(perfdata.joined(separator: " "))"]
+        let perf = perfdata.isEmpty ? "" : " | " + perfdata.joined(separator: " ")
+        var lines = ["\(service) \(overallStatus.label) - \(summary.replacingOccurrences(of: "|", with: "/"))\(perf)"]
         for i in worst { lines.append("\(i.status.label): \(i.check) \(i.aspect): \(i.message.replacingOccurrences(of: "|", with: "/"))") }
         return lines.joined(separator: "\n")
     }
@@ -231,6 +232,7 @@ public struct HealthReport: Codable, Sendable {
         var lines = ["health of \(deployment) on \(host): \(overallStatus.label)"]
         let header = ["target", "status", "last good backup", "age", "size", "last run"]
         var rows = [header]
+        if targets.isEmpty && disk == nil { rows = [] }
         for t in targets {
             rows.append([t.name, t.status.label, t.lastSuccessID ?? "none",
                          t.ageSeconds.map { Format.age($0) } ?? "-", t.bytes.map { Format.bytes($0) } ?? "-",
@@ -241,6 +243,7 @@ public struct HealthReport: Codable, Sendable {
                          "", Format.bytes(d.freeBytes) + " free", "next run ~" + Format.bytes(d.expectedNextRunBytes)])
         }
         let widths = header.indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
+        if rows.isEmpty { lines.append("(no target could be checked)") }
         for r in rows {
             lines.append(r.indices.map { $0 == r.count - 1 ? r[$0] : r[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
                 .joined(separator: "  ").trimmingCharacters(in: .whitespaces))
