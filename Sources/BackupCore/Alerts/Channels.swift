@@ -12,7 +12,8 @@ public protocol AlertChannel: Sendable {
 /// Posts `body` as JSON to `url`; a non-2xx answer is an error.
 private func postJSON(_ url: String, _ body: [String: JSONValue], label: String, timeout: Int, headers: [String] = []) throws {
     let data = try BackstopJSON.encoder().encode(body)
-    let response = try Curl.http(url: url, headers: ["Content-Type: application/json"] + headers, body: data, timeoutSeconds: timeout)
+    // "Expect:" off: no one-second wait for a 100-continue that many servers never send.
+    let response = try Curl.http(url: url, headers: ["Content-Type: application/json", "Expect:"] + headers, body: data, timeoutSeconds: timeout)
     guard (200..<300).contains(response.status) else { throw CurlError(message: "\(label) answered HTTP \(response.status)") }
 }
 
@@ -114,7 +115,7 @@ public struct NtfyChannel: AlertChannel {
         let (priority, tag) = alert.level == .failure ? ("5", "rotating_light") : alert.level == .warning ? ("4", "warning") : ("3", "white_check_mark")
         // HTTP headers must be one line of ASCII-safe text.
         let title = String(alert.subject.replacingOccurrences(of: "\n", with: " ").unicodeScalars.filter { $0.isASCII && $0.value >= 32 })
-        var headers = ["Content-Type: text/plain; charset=utf-8", "Title: \(title)", "Priority: \(priority)", "Tags: \(tag)"]
+        var headers = ["Content-Type: text/plain; charset=utf-8", "Expect:", "Title: \(title)", "Priority: \(priority)", "Tags: \(tag)"]
         if let token { headers.append("Authorization: Bearer \(token)") }
         let response = try Curl.http(url: url, headers: headers, body: Data(alert.lines.joined(separator: "\n").utf8), timeoutSeconds: timeout)
         guard (200..<300).contains(response.status) else { throw CurlError(message: "\(label) answered HTTP \(response.status)") }
@@ -248,7 +249,7 @@ public struct HealthcheckPinger: Sendable {
     public func ping(_ event: Event, body: String = "") throws {
         let base = url.hasSuffix("/") ? String(url.dropLast()) : url
         let target = event == .success ? url : base + "/" + event.rawValue
-        let response = try Curl.http(url: target, headers: ["Content-Type: text/plain"], body: Data(String(body.prefix(10_000)).utf8),
+        let response = try Curl.http(url: target, headers: ["Content-Type: text/plain", "Expect:"], body: Data(String(body.prefix(10_000)).utf8),
                                      timeoutSeconds: timeout)
         guard (200..<300).contains(response.status) else { throw CurlError(message: "\(label) answered HTTP \(response.status)") }
     }

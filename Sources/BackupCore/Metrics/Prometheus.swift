@@ -88,7 +88,7 @@ public enum PrometheusMetrics {
         allowed.remove("/")
         let name = deployment.addingPercentEncoding(withAllowedCharacters: allowed) ?? "backstop"
         let response = try Curl.http(url: "\(base)/metrics/job/backstop/deployment/\(name)", method: "PUT",
-                                     headers: ["Content-Type: text/plain; version=0.0.4"], body: Data(text.utf8), timeoutSeconds: timeout)
+                                     headers: ["Content-Type: text/plain; version=0.0.4", "Expect:"], body: Data(text.utf8), timeoutSeconds: timeout)
         guard (200..<300).contains(response.status) else {
             throw CurlError(message: "Pushgateway \(Curl.host(gateway)) answered HTTP \(response.status)")
         }
