@@ -46,8 +46,10 @@ final class AlertTests: XCTestCase {
         XCTAssertTrue(webhook.contains("\"content\""), webhook)
         XCTAssertFalse(webhook.contains("topsecret-pw"), webhook)
 
-        let health = try XCTUnwrap(ping.requests().first)
-        XCTAssertTrue(health.hasPrefix("POST /ping/abc/fail HTTP/1.1"), health)
+        let pings = ping.requests(count: 2)
+        XCTAssertEqual(pings.count, 2, "\(pings)")
+        XCTAssertTrue(pings[0].hasPrefix("POST /ping/abc/start HTTP/1.1"), pings[0])
+        XCTAssertTrue(pings[1].hasPrefix("POST /ping/abc/fail HTTP/1.1"), pings[1])
 
         let mail = try XCTUnwrap(smtp.requests().first)
         XCTAssertTrue(mail.contains("MAIL FROM:<backup@localhost>"), mail)
@@ -65,7 +67,10 @@ final class AlertTests: XCTestCase {
         """)
         let run = try TestSupport.run("backstop", ["backup", "--config", cfg])
         XCTAssertEqual(run.status, 0, run.stderr)
-        XCTAssertTrue(try XCTUnwrap(ping.requests().first).hasPrefix("POST /ping/abc HTTP/1.1"))
+        let pings = ping.requests(count: 2)
+        XCTAssertEqual(pings.count, 2, "\(pings)")
+        XCTAssertTrue(pings[0].hasPrefix("POST /ping/abc/start HTTP/1.1"), pings[0])
+        XCTAssertTrue(pings[1].hasPrefix("POST /ping/abc HTTP/1.1"), pings[1])
         XCTAssertEqual(hook.requests(timeout: 0.5).count, 0, "ALERT_ON=failure by default")
     }
 

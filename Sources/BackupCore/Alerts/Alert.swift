@@ -111,8 +111,12 @@ public struct Alert: Codable, Sendable {
     /// with the last lines of its error, the log file and the next command to run.
     public static func backup(_ summary: RunSummary, context: AlertContext) -> Alert {
         let failed = summary.targets.filter { $0.status == .failed }
-        let warnings = summary.targets.flatMap { t in t.warnings.map { "\(t.name): \($0)" } }
-            + summary.findings.filter { $0.severity == .warning }.map { "\($0.target): \($0.message)" }
+        // A target's own warnings; its preflight warnings only when it recorded none (they
+        // usually say the same thing twice).
+        let warnings = summary.targets.flatMap { t in
+            (t.warnings.isEmpty ? summary.findings.filter { $0.target == t.name && $0.severity == .warning }.map(\.message) : t.warnings)
+                .map { "\(t.name): \($0)" }
+        }
         let id = summary.setID ?? "(none kept)"
         let level: AlertLevel = !failed.isEmpty || summary.targets.isEmpty ? .failure : warnings.isEmpty ? .ok : .warning
         let subject: String
@@ -134,7 +138,7 @@ public struct Alert: Codable, Sendable {
         if !warnings.isEmpty { lines.append("warnings:"); lines += warnings.prefix(10).map { "    " + $0 } }
         if let log = context.logFile { lines.append("log: \(log)") }
         if !failed.isEmpty {
-            lines.append("next: \(context.command("check")) , then: \(context.command("backup --only " + failed.map(\.name).joined(separator: " "))))")
+            lines.append("next: \(context.command("check")), then: \(context.command("backup --only " + failed.map(\.name).joined(separator: " ")))")
         } else if level == .warning {
             lines.append("next: read the warnings in the log, then: \(context.command("health"))")
         }

@@ -189,10 +189,11 @@ extension Alerter {
                 throw ConfigError.invalidValue(key: key, file: config.origin(key), value: "(hidden)", expected: "an http:// or https:// URL")
             }
             urls.append(value)
-            // The path and query of a webhook URL are its token: redact them wherever they appear.
+            // A webhook's token is its last path component or its query: redact those wherever
+            // they appear (short ones such as `/backups` are names, not tokens).
             if let comps = URLComponents(string: value) {
-                let tail = comps.percentEncodedPath + (comps.percentEncodedQuery.map { "?" + $0 } ?? "")
-                if tail.count > 3 { urls.append(tail) }
+                let last = comps.percentEncodedPath.split(separator: "/").last.map(String.init) ?? ""
+                urls += [last, comps.percentEncodedQuery ?? ""].filter { $0.count >= 12 }
             }
             return value
         }
