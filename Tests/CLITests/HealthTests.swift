@@ -181,4 +181,52 @@ final class HealthTests: XCTestCase {
         XCTAssertEqual(backup.status, 2)
         XCTAssertEqual(backup.stderr, "backstop: error: config: invalid value for MAX_AGE in \(dir)/bad.env: '26' (expected a duration such as 30s, 90m, 26h or 7d)\n")
     }
+
+    func testWalArchiveGapsAndAgeAndMetrics() throws {
+        // The WAL archive is read from disk (what `stats` shows); no server is needed for that.
+        for n in [1, 3, 4] {
+            let seg = dir + "/wal/00000001000000000000000\(n)"
+            try TestSupport.write("x", to: seg)
+            try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -10 * 3600)], ofItemAtPath: seg)
+        }
+        try FileManager.default.createDirectory(atPath: dir + "/textfile", withIntermediateDirectories: true)
+        let cfg = dir + "/b.env"
+        try TestSupport.write("""
+        BACKUP_DIR=backups
+        TARGETS=cluster
+        TARGET_CLUSTER_KIND=pg_basebackup
+        TARGET_CLUSTER_HOST=127.0.0.1
+        TARGET_CLUSTER_WAL_ARCHIVE=wal
+        WAL_MAX_AGE=6h
+        METRICS_FILE=textfile/b.prom
+        """, to: cfg, mode: 0o600)
+        let (run, json) = try health(cfg)
+        XCTAssertEqual(run.status, 2, run.stdout)
+        let wal = (json["issues"] as? [[String: Any]] ?? []).filter { $0["aspect"] as? String == "wal" }
+        XCTAssertEqual(wal.map { $0["status"] as? String }, ["WARNING", "CRITICAL"], "\(wal)")
+        XCTAssertTrue((wal[1]["message"] as? String ?? "").contains("gaps (000000010000000000000002)"), "\(wal)")
+        let metrics = String(decoding: try TestSupport.read(dir + "/textfile/b.prom"), as: UTF8.self)
+        XCTAssertNotNil(metrics.range(of: #"backstop_wal_newest_age_seconds\{deployment="backstop",target="cluster"\} 3600[0-9]\n"#, options: .regularExpression), metrics)
+    }
+
+    func testLastRestoreDrillResultAndAge() throws {
+        let cfg = try config("METRICS_FILE=b.prom")
+        try backup(cfg)
+        // Drill results as `verify --restore-test` records them (only pg_dump targets drill,
+        // and this test needs no server): one that failed.
+        let drill = DrillReport(target: "files", setID: "x", passed: false, restoreSeconds: 1.5, at: Date(), lines: ["row count of t: 3, manifest says 4"])
+        try TestSupport.write(try BackstopJSON.string([drill]), to: dir + "/backups/state/drills.json")
+        var (run, json) = try health(cfg)
+        XCTAssertEqual(run.status, 2, run.stdout)
+        XCTAssertTrue(run.stdout.contains("FAILED: row count of t: 3, manifest says 4"), run.stdout)
+        let metrics = String(decoding: try TestSupport.read(dir + "/b.prom"), as: UTF8.self)
+        XCTAssertTrue(metrics.contains(#"backstop_last_drill_success{deployment="backstop",target="files"} 0"#), metrics)
+        XCTAssertTrue(metrics.contains(#"backstop_last_drill_restore_seconds{deployment="backstop",target="files"} 1.5"#), metrics)
+
+        let old = DrillReport(target: "files", setID: "x", passed: true, restoreSeconds: 2, at: Date(timeIntervalSinceNow: -9 * 86400), lines: [])
+        try TestSupport.write(try BackstopJSON.string([drill, old]), to: dir + "/backups/state/drills.json")
+        (run, json) = try health(cfg)
+        XCTAssertEqual(run.status, 1, run.stdout)
+        XCTAssertEqual((json["issues"] as? [[String: Any]])?.first?["aspect"] as? String, "drill")
+    }
 }

@@ -128,6 +128,7 @@ extension BackupEngine {
                 let gaps = wal["gaps"]?.arrayValue?.compactMap(\.stringValue) ?? []
                 if let age = wal["newestAgeSeconds"]?.numberValue {
                     h.walNewestAgeSeconds = age
+                    h.walMaxAgeSeconds = settings.walMaxAge
                     if age > settings.walMaxAge {
                         add("wal", .warning, "newest archived WAL segment is \(Format.age(age)) old (WAL_MAX_AGE \(ConfigUnits.format(settings.walMaxAge))): is archive_command failing, or archive_timeout unset?")
                     }

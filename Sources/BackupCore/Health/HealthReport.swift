@@ -81,6 +81,8 @@ public struct TargetHealth: Codable, Sendable {
     public var lastRunSeconds: Double?
     /// The newest archived WAL segment's age, for targets with a WAL archive.
     public var walNewestAgeSeconds: Double?
+    /// Its threshold (`WAL_MAX_AGE`).
+    public var walMaxAgeSeconds: Double?
     /// The last restore drill, where there is one.
     public var lastDrillPassed: Bool?
     public var lastDrillAt: Date?
@@ -90,7 +92,7 @@ public struct TargetHealth: Codable, Sendable {
         case name, kind, status, bytes
         case lastSuccessID = "last_success_id", lastSuccessAt = "last_success", ageSeconds = "age_seconds"
         case maxAgeSeconds = "max_age_seconds", lastRunSuccess = "last_run_success", lastRunAt = "last_run"
-        case lastRunSeconds = "last_run_seconds", walNewestAgeSeconds = "wal_newest_age_seconds"
+        case lastRunSeconds = "last_run_seconds", walNewestAgeSeconds = "wal_newest_age_seconds", walMaxAgeSeconds = "wal_max_age_seconds"
         case lastDrillPassed = "last_drill_passed", lastDrillAt = "last_drill", lastDrillRestoreSeconds = "last_drill_restore_seconds"
     }
 }
@@ -218,7 +220,7 @@ public struct HealthReport: Codable, Sendable {
                 out.append("age_\(label(t.name))=\(Int(age))s;\(Int(t.maxAgeSeconds));\(Int(2 * t.maxAgeSeconds));0")
             }
             if let b = t.bytes { out.append("size_\(label(t.name))=\(b)B;;;0") }
-            if let w = t.walNewestAgeSeconds { out.append("wal_age_\(label(t.name))=\(Int(w))s;;;0") }
+            if let w = t.walNewestAgeSeconds { out.append("wal_age_\(label(t.name))=\(Int(w))s;\(t.walMaxAgeSeconds.map { String(Int($0)) } ?? "");;0") }
         }
         if let d = disk {
             out.append(String(format: "disk_used=%.1f%%;%g;%g;0;100", d.usedPercent, d.warnPercent, d.criticalPercent))
