@@ -31,14 +31,14 @@ extension Session {
 
     /// Where alert state is kept; nil while the backup directory does not exist (a health
     /// check never creates it).
-    var alertStatePath: String? {
-        FileOps.isDirectory(engine.repository.root) ? engine.repository.root + "/state/alerts.json" : nil
+    var alertStateDirectory: String? {
+        FileOps.isDirectory(engine.repository.root) ? engine.repository.root + "/state" : nil
     }
 
     /// Sends `alert` if the policy says so (cooldown, consecutive failures, recovery); logs the
     /// decision and any delivery problem. Never throws: an alert never changes a result.
     func report(_ alert: Alert) {
-        let (problems, note) = alerter.report(alert, statePath: alertStatePath)
+        let (problems, note) = alerter.report(alert, stateDirectory: alertStateDirectory)
         engine.logger.debug("\(note)")
         for p in problems { engine.logger.error("\(p)") }
     }
@@ -73,9 +73,9 @@ enum StartFailure {
         let context = AlertContext(deployment: config.string("DEPLOYMENT_NAME") ?? F.commandName, executable: F.commandName,
                                    configPath: absoluteConfigPath(options.config))
         let alert = Alert.error(error, command: command, context: context, couldNotStart: true)
-        var statePath: String?
-        if let dir = try? config.path("BACKUP_DIR"), FileOps.isDirectory(dir) { statePath = dir + "/state/alerts.json" }
-        var problems = alerter.report(alert, statePath: statePath).problems
+        var stateDirectory: String?
+        if let dir = try? config.path("BACKUP_DIR"), FileOps.isDirectory(dir) { stateDirectory = dir + "/state" }
+        var problems = alerter.report(alert, stateDirectory: stateDirectory).problems
         if let p = alerter.ping(.fail, body: alerter.redactor.redact(alert.text)) { problems.append(p) }
         for p in problems { FileHandle.standardError.write(Data("error: \(p)\n".utf8)) }
     }

@@ -161,7 +161,7 @@ final class AlertChannelTests: XCTestCase {
         XCTAssertTrue((body(received[1])["subject"] as? String ?? "").hasPrefix("[shop] RECOVERED: backup is OK again"), received[1])
         try backup(0)
         XCTAssertEqual(hook.requests(count: 3, timeout: 0.5).count, 2, "successes after a recovery are quiet with ALERT_ON=failure")
-        let state = try JSONSerialization.jsonObject(with: TestSupport.read(dir + "/backups/state/alerts.json")) as? [String: Any]
+        let state = try JSONSerialization.jsonObject(with: TestSupport.read(dir + "/backups/state/alerts-backup.json")) as? [String: Any]
         XCTAssertNotNil((state?["streams"] as? [String: Any])?["backup"])
     }
 

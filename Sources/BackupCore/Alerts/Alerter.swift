@@ -18,7 +18,9 @@ public struct AlertPolicy: Sendable {
     }
 }
 
-/// What the alerter remembers between runs, per alert kind, in `state/alerts.json`.
+/// What the alerter remembers between runs about one kind of alert, in
+/// `state/alerts-<kind>.json` (a file per kind, so a health check and a backup running at the
+/// same time never overwrite each other's memory).
 public struct AlertState: Codable, Sendable, Equatable {
     /// Per kind (`backup`, `health`, ...).
     public struct Stream: Codable, Sendable, Equatable {
@@ -139,10 +141,11 @@ public struct Alerter: Sendable {
     /// Delivers `alert` regardless of policy; returns the problems (one line each) to log.
     public func send(_ alert: Alert) -> [String] { deliver(alert).compactMap(\.problem) }
 
-    /// Applies the policy to `alert` with the state kept at `statePath` (nil: no memory, so no
-    /// cooldown or counting), then delivers what it decided. Returns the problems and a note
-    /// saying what was decided, for the log.
-    public func report(_ alert: Alert, statePath: String?, now: Date = Date()) -> (problems: [String], note: String) {
+    /// Applies the policy to `alert` with the state kept in `stateDirectory` (nil: no memory,
+    /// so no cooldown or counting), then delivers what it decided. Returns the problems and a
+    /// note saying what was decided, for the log.
+    public func report(_ alert: Alert, stateDirectory: String?, now: Date = Date()) -> (problems: [String], note: String) {
+        let statePath = stateDirectory.map { "\($0)/alerts-\(alert.kind.filter { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }).json" }
         var state = statePath.map(AlertState.load) ?? AlertState()
         let (toSend, reason) = state.decide(alert, policy: policy, now: now)
         var problems: [String] = []

@@ -38,6 +38,8 @@ public enum JournalFrontend: Frontend {
                             node_modules, .venv, the backup dir: always)
       CODEBASE_COMPRESSION  gzip (default) or zstd
       KEEP_DAILY_DAYS=7 KEEP_WEEKLY_DAYS=28 KEEP_MONTHLY_DAYS=183
+      Alerts, health thresholds and metrics: the keys of backstop (see the
+      README: ALERT_*, SLACK_WEBHOOK_URL, MAX_AGE, METRICS_FILE, ...)
     Targets: db, codebase. Tiers: backup --tier daily|weekly|monthly.
     """
 
