@@ -31,7 +31,17 @@ public struct RootCommand<F: Frontend>: ParsableCommand {
     /// Errors become one line on stderr, never a stack trace.
     public static func runMain(arguments: [String]? = nil) -> Never {
         do {
-            var command = try parseAsRoot(arguments)
+            var command: ParsableCommand
+            do { command = try parseAsRoot(arguments) } catch {
+                // A check command with a bad flag is UNKNOWN to a monitor, not CRITICAL.
+                let args = arguments ?? Array(CommandLine.arguments.dropFirst())
+                let isHealth = args.first { !$0.hasPrefix("-") } == "health" || (args.first == "check" && args.contains("--health"))
+                if isHealth && exitCode(for: error) != .success {
+                    print("\(F.commandName.uppercased()) UNKNOWN - usage: \(message(for: error).split(separator: "\n").first ?? "")")
+                    Glibc.exit(HealthStatus.unknown.rawValue)
+                }
+                throw error
+            }
             try command.run()
             Glibc.exit(ExitStatus.success.rawValue)
         } catch let failed as CommandFailed {

@@ -171,6 +171,9 @@ final class HealthTests: XCTestCase {
         XCTAssertTrue(missing.stdout.hasPrefix("BACKSTOP UNKNOWN - health: config: cannot read"), missing.stdout)
         let status = try JSONSerialization.jsonObject(with: TestSupport.read(dir + "/status.json")) as? [String: Any] ?? [:]
         XCTAssertEqual(status["overall_status"] as? String, "UNKNOWN")
+        let flag = try TestSupport.run("backstop", ["health", "--no-such-flag"])
+        XCTAssertEqual(flag.status, 3, "a bad flag is UNKNOWN to a monitor, not CRITICAL")
+        XCTAssertEqual(flag.stdout, "BACKSTOP UNKNOWN - usage: Unknown option '--no-such-flag'\n")
 
         try TestSupport.write("BACKUP_DIR=x\nTARGETS=a\nTARGET_A_KIND=archive\nTARGET_A_PATHS=src\nMAX_AGE=26\n", to: dir + "/bad.env", mode: 0o600)
         let bad = try TestSupport.run("backstop", ["health", "--json", "--config", dir + "/bad.env"])
