@@ -51,6 +51,12 @@ struct HealthCheckRun<F: Frontend> {
         do {
             session = try Session<F>(global, logToFile: false)
             monitoring = try session.monitoring()
+            // A monitor running as another user that cannot read the backups must not report
+            // "no good backup": it cannot tell.
+            let root = session.engine.repository.root
+            if FileOps.exists(root) && access(root, R_OK | X_OK) != 0 {
+                throw OperationError("cannot read the backup directory \(root): \(String(cString: strerror(errno))); run the check as the user that owns the backups")
+            }
         } catch {
             // The check itself could not run: UNKNOWN, never a silent OK.
             let message = (error as? UserFacingError)?.message ?? "\(error)"
