@@ -232,4 +232,19 @@ final class HealthTests: XCTestCase {
         XCTAssertEqual(run.status, 1, run.stdout)
         XCTAssertEqual((json["issues"] as? [[String: Any]])?.first?["aspect"] as? String, "drill")
     }
+
+    func testAConfigOrBackupDirectoryTheMonitorCannotReadIsUnknown() throws {
+        // Run as another user (the postgres account the test cluster uses): root reads anything.
+        let cfg = try config()
+        try backup(cfg)
+        chmod(dir, 0o755)
+        let backstop = TestSupport.binDirectory + "/backstop"
+        var run = try TestSupport.runProgram("runuser", ["-u", "postgres", "--", backstop, "health", "--config", cfg])
+        XCTAssertEqual(run.status, 3, run.stdout + run.stderr)
+        XCTAssertTrue(run.stdout.hasPrefix("BACKSTOP UNKNOWN - health: config: cannot read \(cfg)"), run.stdout)
+        chmod(cfg, 0o644)
+        run = try TestSupport.runProgram("runuser", ["-u", "postgres", "--", backstop, "health", "--config", cfg])
+        XCTAssertEqual(run.status, 3, run.stdout + run.stderr)
+        XCTAssertTrue(run.stdout.hasPrefix("BACKSTOP UNKNOWN - health: cannot read the backup directory \(dir)/backups: Permission denied"), run.stdout)
+    }
 }
