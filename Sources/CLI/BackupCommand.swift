@@ -95,8 +95,15 @@ struct CheckCommand<F: Frontend>: ParsableCommand {
     @Flag(name: .long, help: "Run the health check instead (as the health command does, with its exit codes 0-3).")
     var health = false
 
+    @Option(name: .long, help: "With --health: also write the status document to this file, atomically.")
+    var statusFile: String?
+
+    func validate() throws {
+        if statusFile != nil && !health { throw ValidationError("--status-file goes with --health") }
+    }
+
     func run() throws {
-        if health { return try HealthCheckRun<F>(global: global, json: json).run() }
+        if health { return try HealthCheckRun<F>(global: global, json: json, statusFile: statusFile).run() }
         let session = try Session<F>(global, logToFile: false)
         _ = try session.monitoring()
         let context = PreflightContext(logger: session.engine.logger)

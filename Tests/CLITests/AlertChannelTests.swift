@@ -68,6 +68,7 @@ final class AlertChannelTests: XCTestCase {
         let lines = generic["lines"] as? [String] ?? []
         XCTAssertTrue(lines.contains { $0.hasPrefix("files (archive): FAILED after") }, "\(lines)")
         XCTAssertTrue(lines.contains { $0.hasPrefix("log: \(log)") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("run: 20") && $0.contains(" to 20") }, "\(lines)")
         XCTAssertTrue(lines.contains(next), "\(lines)")
 
         let attachment = try XCTUnwrap((body(all[1])["attachments"] as? [[String: Any]])?.first)

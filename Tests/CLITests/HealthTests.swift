@@ -66,9 +66,10 @@ final class HealthTests: XCTestCase {
         XCTAssertEqual(target["max_age_seconds"] as? Int, 93600)
 
         // check --health is the same check.
-        let check = try TestSupport.run("backstop", ["check", "--health", "--config", cfg])
+        let check = try TestSupport.run("backstop", ["check", "--health", "--config", cfg, "--status-file", dir + "/check.json"])
         XCTAssertEqual(check.status, 0, check.stdout)
         XCTAssertTrue(check.stdout.hasPrefix("BACKSTOP OK"), check.stdout)
+        XCTAssertTrue(FileOps.exists(dir + "/check.json"))
     }
 
     func testStaleBackupIsWarningThenCritical() throws {

@@ -27,6 +27,10 @@ public final class LoopbackServer: @unchecked Sendable {
         _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
         port = UInt16(bigEndian: addr.sin_port)
         Thread.detachNewThread { [self] in
+            // This thread owns the socket and closes it: if stop() closed it, a server created
+            // next could get the same descriptor number, and this loop would accept its
+            // connections. stop() only shuts it down, which makes accept fail here.
+            defer { close(fd) }
             while true {
                 let client = accept(fd, nil, nil)
                 if client < 0 { break }
@@ -44,7 +48,7 @@ public final class LoopbackServer: @unchecked Sendable {
     /// Stops listening.
     public func stop() {
         lock.lock(); defer { lock.unlock() }
-        if running { running = false; shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
+        if running { running = false; shutdown(fd, Int32(SHUT_RDWR)) }
     }
 
     /// Waits up to `timeout` seconds for `count` connections to have been served.

@@ -126,6 +126,9 @@ public struct Alert: Codable, Sendable {
         default: subject = "[\(context.deployment)] backup \(id) OK on \(context.host)"
         }
         var lines = ["deployment: \(context.deployment), host: \(context.host), set: \(id)"]
+        if let start = summary.targets.map(\.startedAt).min(), let end = summary.targets.map(\.finishedAt).max() {
+            lines.append("run: \(Format.iso8601(start)) to \(Format.iso8601(end))")
+        }
         for t in summary.targets {
             let took = Format.seconds(t.finishedAt.timeIntervalSince(t.startedAt))
             if t.status == .ok {
