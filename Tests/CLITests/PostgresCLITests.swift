@@ -21,7 +21,7 @@ final class PostgresCLITests: XCTestCase {
     }
 
     override func tearDown() {
-        try? pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)")
+        XCTAssertNoThrow(try pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)"), "cleanup")
         try? FileOps.removeTree(dir)
     }
 
@@ -204,7 +204,7 @@ final class PostgresCLITests: XCTestCase {
         let role = "app_\(UInt32.random(in: 0...UInt32.max))"
         try pg.psql("CREATE ROLE \(role) LOGIN PASSWORD 'app-pw-123'; ALTER DATABASE \"\(db)\" OWNER TO \(role)")
         try pg.psql("ALTER TABLE notes OWNER TO \(role); ALTER SEQUENCE notes_id_seq OWNER TO \(role)", database: db)
-        defer { try? pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)"); try? pg.psql("DROP ROLE IF EXISTS \(role)") }
+        defer { XCTAssertNoThrow(try pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)"), "cleanup"); XCTAssertNoThrow(try pg.psql("DROP ROLE IF EXISTS \(role)"), "cleanup") }
         try writeConfig(password: "app-pw-123", user: role)
         let check = try backstop(["check"])
         XCTAssertTrue(check.stdout.contains("cannot CREATE DATABASE"), check.stdout)

@@ -72,13 +72,13 @@ public struct SinkLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?,
-                    source: String, file: String, function: String, line: UInt) {
+    /// Writes one event: `[target] message key=value ...`, the handler's metadata merged with the event's.
+    public func log(event: LogEvent) {
         var all = metadata
-        if let extra { all.merge(extra) { $1 } }
+        if let extra = event.metadata { all.merge(extra) { $1 } }
         let target = all.removeValue(forKey: "target").map { "[\($0)] " } ?? ""
         let tail = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        sink.write(level: level, "\(target)\(message)\(tail)")
+        sink.write(level: event.level, "\(target)\(event.message)\(tail)")
     }
 }
 
