@@ -633,6 +633,8 @@ public struct PgDumpTarget: BackupTarget {
 
     // MARK: restore drill
 
+    public static var hasRestoreDrill: Bool { true }
+
     public func restoreDrill(_ record: TargetRecord, context: VerifyContext) throws -> DrillReport? {
         let setID = (context.setDirectory as NSString).lastPathComponent
         let problems = context.checkArtifacts(record) { _, _ in }
