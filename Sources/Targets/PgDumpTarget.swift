@@ -365,7 +365,7 @@ public struct PgDumpTarget: BackupTarget {
             try dumpForSafety(database: targetName, to: path, tool: pgDump)
             safeties[targetName] = (path, try databaseMeta(maintenance, targetName))
             report.lines.append("safety copy of \(targetName): \(path)")
-            context.logger.info("safety dump of \(targetName): \(path)")
+            context.logger.info("safety dump of \(targetName): \(path)", metadata: .logFileOnly)
         }
         // One safety dump: its path; several: the folder holding them (each is listed above).
         let safetyPaths = safeties.values.map(\.path).sorted()

@@ -168,7 +168,7 @@ public struct SQLiteTarget: BackupTarget {
             chmod(safetyPath, FileOps.fileMode)
             safety = safetyPath
             report.safetyCopy = safetyPath
-            context.logger.info("safety copy of \(destination): \(safetyPath)")
+            context.logger.info("safety copy of \(destination): \(safetyPath)", metadata: .logFileOnly)  // the report prints it
         }
         // A stale -wal or -shm beside the new file would be replayed into it: move them aside.
         for suffix in ["-wal", "-shm"] where FileOps.exists(destination + suffix) {
