@@ -172,6 +172,10 @@ final class SQLiteTargetTests: XCTestCase {
         XCTAssertNil(FileOwnership(facts: ["fileMode": .string("0644"), "uid": .number(-1), "gid": .number(33)]))
         XCTAssertNil(FileOwnership(facts: ["fileMode": .string("0644"), "gid": .number(33)]))
         XCTAssertNil(FileOwnership(facts: ["fileMode": .string("17777"), "uid": .number(0), "gid": .number(0)]))
+        XCTAssertNil(FileOwnership(facts: ["fileMode": .string("rw-r--r--"), "uid": .number(0), "gid": .number(0)]))
+        XCTAssertNil(FileOwnership(facts: ["fileMode": .string("0644"), "uid": .number(1.5), "gid": .number(0)]))
+        XCTAssertEqual(FileOwnership(facts: ["fileMode": .string("6755"), "uid": .number(0), "gid": .number(0)])?.mode, 0o755,
+                       "no set-id bits from a manifest")
     }
 
     func testCorruptBackupIsNotRestored() throws {
