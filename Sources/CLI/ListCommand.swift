@@ -10,7 +10,10 @@ struct ListRow: Codable {
     var createdAt: Date?
     var targets: [String]
     var failedTargets: [String]
+    /// With `--size`: what the set takes on disk (data, manifest, checksum files) and removing it frees.
     var bytes: Int64?
+    /// With `--size`: the backed-up data (artifacts; a snapshot's files).
+    var dataBytes: Int64?
     var directory: String
 }
 
@@ -39,7 +42,8 @@ struct ListCommand<F: Frontend>: ParsableCommand {
             return ListRow(id: s.id, tier: s.tier, status: m?.status.rawValue ?? "incomplete", createdAt: m?.startedAt,
                            targets: m?.targets.filter { $0.status == .ok }.map(\.name) ?? [],
                            failedTargets: m?.targets.filter { $0.status == .failed }.map(\.name) ?? [],
-                           bytes: size ? FileOps.freedSize(s.directory) : nil, directory: s.directory)
+                           bytes: size ? FileOps.freedSize(s.directory) : nil, dataBytes: size ? m?.dataBytes : nil,
+                           directory: s.directory)
         }
         if json { return try printJSON(rows) }
         if rows.isEmpty {
@@ -48,17 +52,18 @@ struct ListCommand<F: Frontend>: ParsableCommand {
         }
         let f = DateFormatter()
         f.dateFormat = "yyyy-MM-dd HH:mm:ss"
-        var table = [["ID", "TIER", "CREATED", "STATUS", "TARGETS"] + (size ? ["SIZE"] : [])]
+        var table = [["ID", "TIER", "CREATED", "STATUS", "TARGETS"] + (size ? ["DATA", "ON DISK"] : [])]
         for r in rows {
             var targets = r.targets.joined(separator: ",")
             if !r.failedTargets.isEmpty { targets += " (failed: \(r.failedTargets.joined(separator: ",")))" }
             table.append([r.id, r.tier, r.createdAt.map { f.string(from: $0) } ?? "-", r.status, targets.isEmpty ? "-" : targets]
-                         + (size ? [Format.bytes(r.bytes ?? 0)] : []))
+                         + (size ? [r.dataBytes.map(Format.bytes) ?? "-", Format.bytes(r.bytes ?? 0)] : []))
         }
         printTable(table)
         if size {
-            print("total: \(Format.bytes(FileOps.diskUsage(rows.map(\.directory)))) on disk in \(rows.count) backup(s)"
-                  + " (SIZE is what removing a backup frees: files hard-linked with other backups count once, in the total)")
+            print("total: \(Format.bytes(FileOps.diskUsage(rows.map(\.directory)))) on disk in \(rows.count) backup(s)."
+                  + " DATA is what was backed up; ON DISK adds the manifest and checksum files, and is what removing"
+                  + " a backup frees (files hard-linked with other backups count once, in the total)")
         }
         if rows.contains(where: { $0.status == "incomplete" }) {
             print("incomplete backups have no manifest (a crashed or running backup); the next backup run removes them")

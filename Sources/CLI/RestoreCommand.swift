@@ -90,7 +90,7 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
         try confirm("Restore \(target) as shown above?", yes: yes)
         options.dryRun = false
         let report = try session.engine.restore(target: target, id: backup, options: options)
-        if json { try printJSON(report) } else { printReport(report) }
+        if json { try printJSON(report) } else { printReport(report, after: plan) }
     }
 
     /// Restores every target of one set, in configured order: plans first, one confirmation,
@@ -113,7 +113,7 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
         for name in names {
             plans.append(try session.engine.restore(target: name, id: set.id, options: options(name, dry: true)))
         }
-        if dryRun || !json { plans.forEach(printReport) }
+        if dryRun || !json { plans.forEach { printReport($0) } }
         fflush(nil)
         if dryRun { return }
         try confirm("Restore \(names.joined(separator: ", ")) from backup \(set.id) as shown above?", yes: yes)
@@ -128,12 +128,27 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
                 throw error
             }
         }
-        if json { try printJSON(reports) } else { reports.forEach(printReport) }
+        if json {
+            try printJSON(reports)
+        } else {
+            for report in reports { printReport(report, after: plans.first { $0.target == report.target }) }
+        }
     }
 
-    private func printReport(_ report: RestoreReport) {
+    /// Prints a plan, or a report; a report printed after its plan leaves out the plan's lines.
+    /// A safety copy's path is printed once, however many lines of the report name it.
+    private func printReport(_ report: RestoreReport, after plan: RestoreReport? = nil) {
         print(report.dryRun ? "Restore plan for \(report.target):" : "Restore report for \(report.target):")
-        for line in report.lines { print("  \(line)") }
+        let shown = Set(plan?.lines ?? [])
+        var printed: [String] = []
+        for line in report.lines where !shown.contains(line) {
+            if line.hasPrefix("safety copy: ") {
+                let path = String(line.dropFirst("safety copy: ".count))
+                if printed.contains(where: { $0.hasSuffix(": " + path) }) { continue }
+            }
+            print("  \(line)")
+            printed.append(line)
+        }
     }
 }
 

@@ -21,6 +21,10 @@ struct Stats: Codable {
     var backups: Int
     var incomplete: Int
     var perTier: [String: Int]
+    /// The backed-up data of every complete set (artifacts; a snapshot's files).
+    var dataBytes: Int64
+    /// What the sets take on disk: data, manifests and checksum files; a file hard-linked
+    /// between snapshots counts once.
     var totalBytes: Int64
     var oldest: String?
     var newest: String?
@@ -59,7 +63,7 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
             return Stats.TargetStats(name: t.name, kind: t.kind, lastGoodBackup: good?.0.id, lastGoodAt: good?.1.finishedAt,
                                      lastGoodAgeHours: good.map { Date().timeIntervalSince($0.1.finishedAt) / 3600 },
                                      // A snapshot's content is not an artifact: count its files, not its manifest.
-                                     lastGoodBytes: good.map { g in g.1.facts["apparentBytes"]?.numberValue.map { Int64($0) } ?? g.1.bytes },
+                                     lastGoodBytes: good?.1.dataBytes,
                                      lastFailure: lastFailure?.error,
                                      lastFailureAt: lastFailure?.finishedAt,
                                      lastDrill: lastDrill, lastPassedDrillAt: lastPassed?.at,
@@ -67,17 +71,19 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
                                         .merging(t.currentFacts(repository: repo)) { $1 })
         }
         let stats = Stats(backupDirectory: repo.root, backups: complete.count, incomplete: all.count - complete.count,
-                          perTier: perTier, totalBytes: FileOps.diskUsage(complete.map(\.directory)),
+                          perTier: perTier, dataBytes: complete.reduce(0) { $0 + ($1.manifest?.dataBytes ?? 0) },
+                          totalBytes: FileOps.diskUsage(complete.map(\.directory)),
                           oldest: complete.last?.id, newest: complete.first?.id, diskFreeBytes: free, targets: targets)
         if json { return try printJSON(stats) }
         print("backup directory: \(stats.backupDirectory)")
         print("backups: \(stats.backups) (\(perTier.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")))"
               + (stats.incomplete > 0 ? ", \(stats.incomplete) incomplete" : ""))
-        print("disk used by backups: \(Format.bytes(stats.totalBytes))" + (free.map { ", disk free: \(Format.bytes($0))" } ?? ""))
+        print("size: \(Format.bytes(stats.dataBytes)) data, \(Format.bytes(stats.totalBytes)) on disk with manifests and checksum files"
+              + (free.map { "; disk free: \(Format.bytes($0))" } ?? ""))
         if let o = stats.oldest, let n = stats.newest { print("oldest: \(o), newest: \(n)") }
         for t in targets {
             if let id = t.lastGoodBackup, let age = t.lastGoodAgeHours {
-                print("target \(t.name) (\(t.kind)): last good backup \(id), \(String(format: "%.1f", age)) h ago, \(Format.bytes(t.lastGoodBytes ?? 0))")
+                print("target \(t.name) (\(t.kind)): last good backup \(id), \(Format.ago(age * 3600)), \(Format.bytes(t.lastGoodBytes ?? 0)) data")
             } else {
                 print("target \(t.name) (\(t.kind)): no good backup yet")
             }

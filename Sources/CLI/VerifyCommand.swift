@@ -1,6 +1,7 @@
 import ArgumentParser
 import BackupCore
 import Foundation
+import Targets
 
 /// `verify`: checksums, full archive reads, database integrity checks.
 struct VerifyCommand<F: Frontend>: ParsableCommand {
@@ -66,7 +67,7 @@ struct VerifyCommand<F: Frontend>: ParsableCommand {
     }
 
     private func runDrill(_ session: Session<F>) throws {
-        let reports = try session.engine.drill(id: backup ?? timestamp, only: only)
+        let reports = try session.engine.drill(id: backup ?? timestamp, only: only, kindsWithDrill: TargetRegistry.kindsWithRestoreDrill)
         if json {
             try printJSON(reports)
         } else {

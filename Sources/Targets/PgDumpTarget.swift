@@ -365,7 +365,7 @@ public struct PgDumpTarget: BackupTarget {
             try dumpForSafety(database: targetName, to: path, tool: pgDump)
             safeties[targetName] = (path, try databaseMeta(maintenance, targetName))
             report.lines.append("safety copy of \(targetName): \(path)")
-            context.logger.info("safety dump of \(targetName): \(path)")
+            context.logger.info("safety dump of \(targetName): \(path)", metadata: .logFileOnly)
         }
         // One safety dump: its path; several: the folder holding them (each is listed above).
         let safetyPaths = safeties.values.map(\.path).sorted()
@@ -632,6 +632,8 @@ public struct PgDumpTarget: BackupTarget {
     }
 
     // MARK: restore drill
+
+    public static var hasRestoreDrill: Bool { true }
 
     public func restoreDrill(_ record: TargetRecord, context: VerifyContext) throws -> DrillReport? {
         let setID = (context.setDirectory as NSString).lastPathComponent

@@ -469,7 +469,7 @@ public struct RsyncSnapshotTarget: BackupTarget {
             }
             safety = safetyPath
             report.safetyCopy = safetyPath
-            context.logger.info("safety copy (\(sameDevice ? "hard links" : "full copy")) of the current files: \(safetyPath)")
+            context.logger.info("safety copy (\(sameDevice ? "hard links" : "full copy")) of the current files: \(safetyPath)", metadata: .logFileOnly)
         }
 
         func rollBack(_ reason: String) -> OperationError {

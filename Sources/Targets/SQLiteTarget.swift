@@ -43,6 +43,8 @@ public struct SQLiteTarget: BackupTarget {
     public func backup(_ context: BackupContext) throws -> TargetOutput {
         let copy = context.directory + "/.snapshot.db"
         defer { unlink(copy) }
+        // The live file's mode and owner, so a restore can give a new file the same.
+        let ownership = FileOwnership(of: path)
         let source = try SQLiteDatabase(path: path, readOnly: true)
         try source.backup(to: copy)
         chmod(copy, FileOps.fileMode)
@@ -79,7 +81,7 @@ public struct SQLiteTarget: BackupTarget {
             "databaseBytes": .number(Double(rawSize)),
             "tables": .object(counts.mapValues { .number(Double($0)) }),
             "integrityCheck": .string("ok"),
-        ]
+        ].merging(ownership?.facts ?? [:]) { $1 }
         output.toolVersions = ["sqlite": SQLiteDatabase.version, "libarchive": libarchiveVersion]
         return output
     }
@@ -122,6 +124,22 @@ public struct SQLiteTarget: BackupTarget {
         var report = RestoreReport(target: name, destination: destination, dryRun: context.options.dryRun)
         report.lines.append("source: backup \(context.setID), \(artifact.path) (\(Format.bytes(artifact.bytes)))")
         report.lines.append("destination: \(destination)\(exists ? " (exists; a safety copy is taken first)" : " (new file)")")
+        // The restored file gets the mode and owner of the file it replaces; a new file gets
+        // what the backup recorded (older backups recorded nothing: then 0600, this user).
+        let ownership: FileOwnership
+        let ownershipSource: String
+        if exists, let current = FileOwnership(of: destination) {
+            (ownership, ownershipSource) = (current, "kept from the file it replaces")
+        } else if let recorded = FileOwnership(facts: record.facts) {
+            (ownership, ownershipSource) = (recorded, "as recorded at backup time")
+        } else {
+            ownership = FileOwnership(mode: FileOps.fileMode, uid: geteuid(), gid: getegid())
+            ownershipSource = "the backup recorded none"
+        }
+        report.lines.append("file: \(ownership.description), \(ownershipSource)")
+        report.facts["fileMode"] = .string(ownership.modeText)
+        report.facts["uid"] = .number(Double(ownership.uid))
+        report.facts["gid"] = .number(Double(ownership.gid))
         if context.options.dryRun { return report }
 
         let started = Date()
@@ -132,6 +150,11 @@ public struct SQLiteTarget: BackupTarget {
         defer { unlink(incoming) }
         let reader = try HashingFileReader(path: context.setDirectory + "/" + artifact.path)
         try decompress(reader, into: incoming)
+        // Before anything opens it: SQLite gives a -wal/-shm it creates the database's owner and mode.
+        if let problem = ownership.apply(to: incoming) {
+            context.logger.warning("\(problem)")
+            report.lines.append("warning: \(problem)")
+        }
         try reader.drain()
         guard reader.hexDigest() == artifact.sha256 else { throw OperationError("\(artifact.path): checksum mismatch; not restoring") }
         let problems = try SQLiteDatabase(path: incoming, readOnly: true).integrityProblems()
@@ -145,7 +168,7 @@ public struct SQLiteTarget: BackupTarget {
             chmod(safetyPath, FileOps.fileMode)
             safety = safetyPath
             report.safetyCopy = safetyPath
-            context.logger.info("safety copy of \(destination): \(safetyPath)")
+            context.logger.info("safety copy of \(destination): \(safetyPath)", metadata: .logFileOnly)  // the report prints it
         }
         // A stale -wal or -shm beside the new file would be replayed into it: move them aside.
         for suffix in ["-wal", "-shm"] where FileOps.exists(destination + suffix) {
@@ -164,6 +187,7 @@ public struct SQLiteTarget: BackupTarget {
             if let safety {
                 unlink(destination)
                 try? SQLiteDatabase(path: safety, readOnly: true).backup(to: destination)
+                _ = ownership.apply(to: destination)
                 context.logger.error("restore failed; rolled back to the safety copy \(safety)")
             }
             throw error

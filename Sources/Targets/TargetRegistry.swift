@@ -17,6 +17,19 @@ public enum TargetRegistry {
         "minio": { try MinioDataTarget(settings: $0) },
     ]
 
+    /// The type of each kind (the same keys as `builders`).
+    public static let types: [String: any BackupTarget.Type] = [
+        "sqlite": SQLiteTarget.self,
+        "pg_dump": PgDumpTarget.self,
+        "pg_basebackup": PgBaseBackupTarget.self,
+        "archive": ArchiveTarget.self,
+        "rsync": RsyncSnapshotTarget.self,
+        "minio": MinioDataTarget.self,
+    ]
+
+    /// The kinds that have a restore drill (`verify --restore-test`), sorted.
+    public static var kindsWithRestoreDrill: [String] { types.filter { $0.value.hasRestoreDrill }.keys.sorted() }
+
     /// Builds the target `name` from `config`; every key of it must be known to its kind.
     public static func build(name: String, config: Config) throws -> any BackupTarget {
         let settings = TargetSettings(name: name, config: config)

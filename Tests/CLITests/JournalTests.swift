@@ -54,7 +54,7 @@ final class JournalTests: XCTestCase {
         XCTAssertEqual(try TestSupport.snapshot(restoreDir).keys.sorted(), [".env", "journal/app.py"])
 
         let size = try journal(["list", "--size"])
-        XCTAssertTrue(size.stdout.contains("SIZE"), size.stdout)
+        XCTAssertTrue(size.stdout.contains("DATA") && size.stdout.contains("ON DISK"), size.stdout)
         let verify = try journal(["verify", "--timestamp", weeklyID])
         XCTAssertEqual(verify.status, 0, verify.stdout)
         let all = try journal(["verify", "--all"])

@@ -21,7 +21,7 @@ final class PostgresCLITests: XCTestCase {
     }
 
     override func tearDown() {
-        try? pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)")
+        XCTAssertNoThrow(try pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)"), "cleanup")
         try? FileOps.removeTree(dir)
     }
 
@@ -54,7 +54,8 @@ final class PostgresCLITests: XCTestCase {
         let restore = try backstop(["restore", "db", "--yes"], env: env)
         XCTAssertEqual(restore.status, 0, restore.stderr)
         XCTAssertTrue(restore.stdout.contains("every count matches the manifest"), restore.stdout)
-        XCTAssertTrue(restore.stdout.contains("safety copy: "), restore.stdout)
+        let safety = try XCTUnwrap(FileManager.default.contentsOfDirectory(atPath: dir + "/backups/pre-restore").first { $0.hasSuffix(".dump") })
+        XCTAssertEqual((restore.stdout + restore.stderr).components(separatedBy: safety).count - 1, 1, "the safety dump's path, once: " + restore.stdout + restore.stderr)
         XCTAssertEqual(try pg.psql("SELECT count(*) FROM notes", database: db), "1000")
         let drill = try backstop(["verify", "--restore-test"], env: env)
         XCTAssertEqual(drill.status, 0, drill.stdout + drill.stderr)
@@ -204,7 +205,7 @@ final class PostgresCLITests: XCTestCase {
         let role = "app_\(UInt32.random(in: 0...UInt32.max))"
         try pg.psql("CREATE ROLE \(role) LOGIN PASSWORD 'app-pw-123'; ALTER DATABASE \"\(db)\" OWNER TO \(role)")
         try pg.psql("ALTER TABLE notes OWNER TO \(role); ALTER SEQUENCE notes_id_seq OWNER TO \(role)", database: db)
-        defer { try? pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)"); try? pg.psql("DROP ROLE IF EXISTS \(role)") }
+        defer { XCTAssertNoThrow(try pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)"), "cleanup"); XCTAssertNoThrow(try pg.psql("DROP ROLE IF EXISTS \(role)"), "cleanup") }
         try writeConfig(password: "app-pw-123", user: role)
         let check = try backstop(["check"])
         XCTAssertTrue(check.stdout.contains("cannot CREATE DATABASE"), check.stdout)

@@ -27,7 +27,7 @@ final class PgDumpTargetTests: XCTestCase {
     }
 
     override func tearDown() {
-        try? pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)")
+        XCTAssertNoThrow(try pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)"), "cleanup")
         try? FileOps.removeTree(dir)
     }
 
@@ -87,8 +87,8 @@ final class PgDumpTargetTests: XCTestCase {
         let role = "app_\(UInt32.random(in: 0...UInt32.max))"
         try pg.psql("CREATE ROLE \(role) LOGIN")
         defer {
-            try? pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)")
-            try? pg.psql("DROP ROLE IF EXISTS \(role)")
+            XCTAssertNoThrow(try pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)"), "cleanup")
+            XCTAssertNoThrow(try pg.psql("DROP ROLE IF EXISTS \(role)"), "cleanup")
         }
         try pg.psql("ALTER DATABASE \"\(db)\" SET search_path = audit, public")
         try pg.psql("ALTER DATABASE \"\(db)\" SET work_mem = '8MB'")
@@ -117,7 +117,7 @@ final class PgDumpTargetTests: XCTestCase {
         XCTAssertTrue(try engine.backup().succeeded)
         try pg.psql("INSERT INTO customers VALUES (9999, 'new since the backup')", database: db)
         let copy = db + "_copy"
-        defer { try? pg.psql("DROP DATABASE IF EXISTS \"\(copy)\" WITH (FORCE)") }
+        defer { XCTAssertNoThrow(try pg.psql("DROP DATABASE IF EXISTS \"\(copy)\" WITH (FORCE)"), "cleanup") }
         let report = try engine.restore(target: "db", id: "latest", options: RestoreOptions(intoDatabase: copy))
         XCTAssertNil(report.safetyCopy)
         XCTAssertEqual(try count("customers", copy), 500)
@@ -166,7 +166,7 @@ final class PgDumpTargetTests: XCTestCase {
     func testAFailedDatabaseRollsBackEveryDatabaseTheRestoreTouched() throws {
         let second = db + "_b"
         try pg.createDatabase(second)
-        defer { try? pg.psql("DROP DATABASE IF EXISTS \"\(second)\" WITH (FORCE)") }
+        defer { XCTAssertNoThrow(try pg.psql("DROP DATABASE IF EXISTS \"\(second)\" WITH (FORCE)"), "cleanup") }
         let ts = try tableInOwnTablespace("on_disk", rows: 1, database: second)
         let both = PgDumpTarget(name: "db", server: server, databases: [db, second], jobs: 2)
         let engine = TestSupport.engine(dir + "/repo", [both])

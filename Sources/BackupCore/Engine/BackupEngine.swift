@@ -173,7 +173,7 @@ public struct BackupEngine: Sendable {
         }
         let failed = records.filter { $0.status == .failed }
         if failed.isEmpty {
-            logger.info("backup \(id) complete: \(Format.bytes(manifest.bytes)) in \(Format.seconds(manifest.finishedAt.timeIntervalSince(started)))")
+            logger.info("backup \(id) complete: \(Format.bytes(manifest.dataBytes)) data, \(Format.bytes(FileOps.freedSize(final))) on disk with manifest and checksum files, in \(Format.seconds(manifest.finishedAt.timeIntervalSince(started)))")
         } else {
             logger.error("backup \(id) partial: failed targets: \(failed.map(\.name).joined(separator: ", "))")
         }

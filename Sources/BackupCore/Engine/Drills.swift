@@ -6,9 +6,17 @@ extension BackupEngine {
 
     /// Runs the restore drill of every target (or `only`) that has one, on each target's
     /// newest good backup (or on set `id`). Results are appended to `drillLogPath`.
-    public func drill(id: String? = nil, only: [String] = []) throws -> [DrillReport] {
+    /// `kindsWithDrill` (every kind this build knows that has a drill) only serves the error
+    /// when no selected target has one.
+    public func drill(id: String? = nil, only: [String] = [], kindsWithDrill: [String] = []) throws -> [DrillReport] {
         let selected = try select(only)
+        func noDrill(_ targets: [any BackupTarget]) -> UsageError {
+            let list = targets.map { "\($0.name) (\($0.kind))" }.joined(separator: ", ")
+            let kinds = kindsWithDrill.isEmpty ? "none" : kindsWithDrill.joined(separator: ", ")
+            return UsageError("no restore drill for \(list): \(targets.count == 1 ? "its kind has" : "their kinds have") none; kinds with one: \(kinds)")
+        }
         var reports: [DrillReport] = []
+        var withoutBackup: [String] = []
         for target in selected {
             let found: (StoredSet, TargetRecord)?
             if let id {
@@ -19,6 +27,7 @@ extension BackupEngine {
             }
             guard let (set, record) = found else {
                 if !only.isEmpty { throw OperationError("no good backup of target '\(target.name)' to drill") }
+                withoutBackup.append(target.name)
                 continue
             }
             var tagged = logger
@@ -26,7 +35,7 @@ extension BackupEngine {
             let context = VerifyContext(setDirectory: set.directory, deep: false, logger: tagged, showProgress: showProgress)
             do {
                 guard let report = try target.restoreDrill(record, context: context) else {
-                    if !only.isEmpty { throw UsageError("target '\(target.name)' (\(target.kind)) has no restore drill") }
+                    if !only.isEmpty { throw noDrill([target]) }
                     continue
                 }
                 reports.append(report)
@@ -37,7 +46,12 @@ extension BackupEngine {
                                            lines: ["drill failed: \(error)"]))
             }
         }
-        if reports.isEmpty { throw UsageError("no configured target supports a restore drill") }
+        if reports.isEmpty {
+            // Nothing drilled: either no target has a drill, or the ones that do have no good backup yet.
+            let waiting = selected.filter { withoutBackup.contains($0.name) && type(of: $0).hasRestoreDrill }
+            if waiting.isEmpty { throw noDrill(selected) }
+            throw OperationError("no good backup to drill yet of \(waiting.map(\.name).joined(separator: ", "))\(id.map { " in backup \($0)" } ?? "")")
+        }
         try appendDrills(reports)
         return reports
     }

@@ -118,7 +118,7 @@ public struct ChildProcess: Sendable {
             // Debugging aid (and how the tests prove no secret is ever on a command line):
             // append every child's argv, one line each, to this file.
             if let h = FileHandle(forWritingAtPath: trace) ?? {
-                FileManager.default.createFile(atPath: trace, contents: nil, attributes: [.posixPermissions: 0o600])
+                _ = FileManager.default.createFile(atPath: trace, contents: nil, attributes: [.posixPermissions: 0o600])
                 return FileHandle(forWritingAtPath: trace)
             }() {
                 h.seekToEndOfFile()

@@ -67,6 +67,13 @@ public enum Format {
         return String(format: "%.1f days", t / 86400)
     }
 
+    /// How long ago, for people: `just now` under a minute, then `5 min ago`, `3.2 h ago`, `2.1 days ago`.
+    public static func ago(_ t: TimeInterval) -> String {
+        if t < 60 { return "just now" }
+        if t < 3600 { return "\(Int(t / 60)) min ago" }
+        return age(t) + " ago"
+    }
+
     /// ISO 8601 in UTC with fractional seconds.
     public static func iso8601(_ date: Date) -> String {
         let f = ISO8601DateFormatter()

@@ -72,14 +72,24 @@ public struct SinkLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?,
-                    source: String, file: String, function: String, line: UInt) {
+    /// The metadata key that sends a line to the log file only (see `Logger.Metadata.logFileOnly`).
+    public static let fileOnlyKey = "log-file-only"
+
+    /// Writes one event: `[target] message key=value ...`, the handler's metadata merged with the event's.
+    public func log(event: LogEvent) {
         var all = metadata
-        if let extra { all.merge(extra) { $1 } }
+        if let extra = event.metadata { all.merge(extra) { $1 } }
         let target = all.removeValue(forKey: "target").map { "[\($0)] " } ?? ""
+        let fileOnly = all.removeValue(forKey: Self.fileOnlyKey) != nil
         let tail = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        sink.write(level: level, "\(target)\(message)\(tail)")
+        sink.write(level: event.level, "\(target)\(event.message)\(tail)", fileOnly: fileOnly)
     }
+}
+
+extension Logger.Metadata {
+    /// Metadata for a line that goes to the log file but not to stderr, because the command
+    /// prints the same fact on stdout (e.g. a restore report's safety copy path).
+    public static var logFileOnly: Logger.Metadata { [SinkLogHandler.fileOnlyKey: "yes"] }
 }
 
 extension Logger {

@@ -117,7 +117,7 @@ public enum Curl {
             return curl_easy_perform(h)
         }
         guard rc == CURLE_OK else {
-            let detail = String(cString: errorBuffer)
+            let detail = String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             throw CurlError(message: "\(Self.scheme(url)) to \(Self.host(url)) failed: \(detail.isEmpty ? String(cString: curl_easy_strerror(rc)) : detail)")
         }
         var status = 0

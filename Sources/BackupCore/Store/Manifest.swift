@@ -51,6 +51,11 @@ public struct TargetRecord: Codable, Sendable {
 
     /// Total artifact bytes.
     public var bytes: Int64 { artifacts.reduce(0) { $0 + $1.bytes } }
+
+    /// The size of the backed-up data: the artifacts, or for a snapshot tree (whose artifact is
+    /// only its file list) the files of the tree (`apparentBytes`). `backup`, `list` and `stats`
+    /// call this "data"; "on disk" adds the set's manifest and checksum files.
+    public var dataBytes: Int64 { facts["apparentBytes"]?.numberValue.map { Int64($0) } ?? bytes }
 }
 
 /// Whether every target of a run succeeded.
@@ -92,6 +97,9 @@ public struct SetManifest: Codable, Sendable {
 
     /// Total artifact bytes of the set.
     public var bytes: Int64 { targets.reduce(0) { $0 + $1.bytes } }
+
+    /// Total data of the set (see `TargetRecord.dataBytes`).
+    public var dataBytes: Int64 { targets.reduce(0) { $0 + $1.dataBytes } }
 
     /// The record of `target`, if it ran in this set.
     public func record(for target: String) -> TargetRecord? { targets.first { $0.name == target } }

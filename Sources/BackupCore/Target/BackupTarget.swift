@@ -30,6 +30,11 @@ public protocol BackupTarget: Sendable {
     /// rolling back if it fails. With `context.options.dryRun` it only says what it would do.
     func restore(_ record: TargetRecord, context: RestoreContext) throws -> RestoreReport
 
+    /// Whether this kind implements `restoreDrill`, so `verify --restore-test` can say which
+    /// kinds have a drill before any backup exists. A kind that implements one sets it to true.
+    /// Default: false.
+    static var hasRestoreDrill: Bool { get }
+
     /// Restores the backup into a scratch place, checks it against the manifest, and always
     /// cleans up: the restore drill of `verify --restore-test`. Returns nil when the kind has
     /// no drill. Default: nil.
@@ -57,6 +62,8 @@ extension BackupTarget {
     }
 
     public func didCommit(_ record: TargetRecord, setDirectory: String, context: BackupContext) throws {}
+
+    public static var hasRestoreDrill: Bool { false }
 
     public func restoreDrill(_ record: TargetRecord, context: VerifyContext) throws -> DrillReport? { nil }
 

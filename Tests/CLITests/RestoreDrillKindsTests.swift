@@ -1,0 +1,70 @@
+@testable import BackupCore
+import Foundation
+import TestSupport
+import Targets
+import XCTest
+
+/// `verify --restore-test` on a deployment none of whose kinds has a drill names the kinds that
+/// have one, from what the kinds declare; and every kind's declaration matches what it does.
+final class RestoreDrillKindsTests: XCTestCase {
+    var dir = ""
+    override func setUpWithError() throws { dir = try TestSupport.scratch("drillkinds") }
+    override func tearDown() { try? FileOps.removeTree(dir) }
+
+    func testRestoreTestWithoutADrillSaysWhichKindsHaveOne() throws {
+        try TestSupport.write("print('hello')\n", to: dir + "/src/app.py")
+        let config = dir + "/backstop.env"
+        try TestSupport.write("""
+        BACKUP_DIR=backups
+        TARGETS=code
+        TARGET_CODE_KIND=archive
+        TARGET_CODE_PATHS=src
+        TARGET_CODE_BASE=src
+        """, to: config)
+        let kinds = TargetRegistry.kindsWithRestoreDrill
+        XCTAssertFalse(kinds.isEmpty)
+        XCTAssertFalse(kinds.contains("archive"), "this test needs a kind without a drill")
+        XCTAssertEqual(try TestSupport.run("backstop", ["backup", "--config", config]).status, 0)
+        let drill = try TestSupport.run("backstop", ["verify", "--restore-test", "--config", config])
+        XCTAssertEqual(drill.status, 2, "bad usage: nothing here can be drilled")
+        XCTAssertTrue(drill.stderr.contains("no restore drill for code (archive): its kind has none; kinds with one: \(kinds.joined(separator: ", "))"), drill.stderr)
+        XCTAssertEqual(drill.stderr.split(separator: "\n").count, 1, drill.stderr)
+        XCTAssertFalse(FileOps.exists(dir + "/backups/state/drills.json"), "no drill result is recorded")
+    }
+
+    /// A kind that implements `restoreDrill` must say so in `hasRestoreDrill` (the message above
+    /// depends on it): every kind that says it has none returns nil, even for a backup record.
+    func testEveryKindDeclaresWhetherItHasADrill() throws {
+        XCTAssertEqual(Set(TargetRegistry.types.keys), Set(TargetRegistry.builders.keys))
+        let values = [
+            "TARGET_X_PATH": dir + "/app.db", "TARGET_X_PATHS": dir, "TARGET_X_DATABASE": "app",
+            "TARGET_X_SOURCE": dir, "TARGET_X_DATA_DIR": dir,
+        ]
+        let set = dir + "/set"
+        try FileOps.makeDirectory(set + "/x")
+        for (kind, type) in TargetRegistry.types.sorted(by: { $0.key < $1.key }) where !type.hasRestoreDrill {
+            var config = values
+            config["TARGET_X_KIND"] = kind
+            let target = try buildAcceptingKnownKeys(kind: kind, values: config)
+            XCTAssertEqual(target.kind, kind)
+            let record = TargetRecord(name: "x", kind: kind, status: .ok, error: nil, startedAt: Date(), finishedAt: Date(),
+                                      artifacts: [], warnings: [], facts: [:], toolVersions: [:])
+            let context = VerifyContext(setDirectory: set, deep: false, logger: TestSupport.logger().0, showProgress: false)
+            let result = Result { try target.restoreDrill(record, context: context) }
+            if case .success(nil) = result { continue }
+            XCTFail("kind \(kind) has a restore drill but declares hasRestoreDrill = false")
+        }
+    }
+
+    /// Builds kind `kind` from the keys of `values` it knows (unknown keys are errors).
+    private func buildAcceptingKnownKeys(kind: String, values: [String: String]) throws -> any BackupTarget {
+        var remaining = values
+        while true {
+            do {
+                return try TargetRegistry.build(name: "x", config: Config(file: dir + "/b.env", values: remaining))
+            } catch ConfigError.unknownKey(let key, _, _) where key != "TARGET_X_KIND" && remaining[key] != nil {
+                remaining[key] = nil
+            }
+        }
+    }
+}
