@@ -655,9 +655,8 @@ public struct PgDumpTarget: BackupTarget {
             }
             do {
                 try recreate(maintenance, scratch, meta: db.meta, dropFirst: false)
-                let root = ((context.setDirectory as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
-                let tmp = root + "/state/drill-tmp"
-                defer { try? FileOps.removeTree(tmp) }
+                let tmp = try context.makeDrillScratch(name)
+                defer { context.removeDrillScratch(tmp) }
                 try load(db, into: scratch, setDirectory: context.setDirectory, scratch: tmp, tools: tools)
                 let (tables, rows) = try compareCounts(db, database: scratch)
                 lines.append("\(db.name): \(tables) tables, \(rows) rows\(db.tables == nil ? " (manifest has estimates only; not compared)" : ", every count matches the manifest")")

@@ -5,10 +5,18 @@ extension BackupEngine {
     public var drillLogPath: String { repository.root + "/state/drills.json" }
 
     /// Runs the restore drill of every target (or `only`) that has one, on each target's
-    /// newest good backup (or on set `id`). Results are appended to `drillLogPath`.
+    /// newest good backup (or on set `id`), under the repository lock (so retention cannot
+    /// remove a set while it is drilled). Each drill works in its own folder under the
+    /// repository's scratch space and removes it. Results are appended to `drillLogPath`.
     public func drill(id: String? = nil, only: [String] = []) throws -> [DrillReport] {
         let selected = try select(only)
+        let runLock = try lock()
+        defer { runLock.release() }
+        // A drill killed with SIGKILL leaves its scratch folder behind: clear it under the lock.
+        try repository.removeStaleScratch()
         var reports: [DrillReport] = []
+        var withoutDrill: [String] = []
+        var withoutBackup: [String] = []
         for target in selected {
             let found: (StoredSet, TargetRecord)?
             if let id {
@@ -19,14 +27,17 @@ extension BackupEngine {
             }
             guard let (set, record) = found else {
                 if !only.isEmpty { throw OperationError("no good backup of target '\(target.name)' to drill") }
+                withoutBackup.append(target.name)
                 continue
             }
             var tagged = logger
             tagged[metadataKey: "target"] = "\(target.name)"
-            let context = VerifyContext(setDirectory: set.directory, deep: false, logger: tagged, showProgress: showProgress)
+            let context = VerifyContext(setDirectory: set.directory, deep: false, logger: tagged, showProgress: showProgress,
+                                        scratchDirectory: repository.scratchDirectory)
             do {
                 guard let report = try target.restoreDrill(record, context: context) else {
                     if !only.isEmpty { throw UsageError("target '\(target.name)' (\(target.kind)) has no restore drill") }
+                    withoutDrill.append("\(target.name) (\(target.kind))")
                     continue
                 }
                 reports.append(report)
@@ -37,7 +48,14 @@ extension BackupEngine {
                                            lines: ["drill failed: \(error)"]))
             }
         }
-        if reports.isEmpty { throw UsageError("no configured target supports a restore drill") }
+        if reports.isEmpty {
+            if !withoutBackup.isEmpty {
+                throw OperationError("nothing to drill: no good backup yet of \(withoutBackup.joined(separator: ", "))"
+                                     + (withoutDrill.isEmpty ? "" : "; no restore drill for \(withoutDrill.joined(separator: ", "))"))
+            }
+            throw UsageError("no configured target supports a restore drill: \(withoutDrill.joined(separator: ", "))")
+        }
+        for name in withoutDrill { logger.warning("\(name) has no restore drill; not drilled") }
         try appendDrills(reports)
         return reports
     }
