@@ -22,7 +22,7 @@ public enum BackstopFrontend: Frontend {
                  _ROW_COUNTS _MIN_BYTES _SHRINK_WARN _LOCK_TIMEOUT
         pg_basebackup: the connection keys, _DATABASE _WAL_ARCHIVE
                  _COMPRESSION _LEVEL _WORKERS _DATA_DIR _RESTORE_OWNER
-                 _STOP_CMD _START_CMD _PRUNE_WAL
+                 _STOP_CMD _START_CMD _PRUNE_WAL _ROW_COUNTS
         rsync:   _SOURCE _LINK _EXCLUDE _DEFAULT_EXCLUDES _HARD_LINKS
                  _ACLS _XATTRS _BWLIMIT _RESTORE_OWNER _RESTORE_GROUP
                  _RESTORE_CHMOD
