@@ -101,6 +101,20 @@ final class PgGlobalsTests: XCTestCase {
         XCTAssertTrue(try fresh.psql(hash).hasPrefix("SCRAM-SHA-256"))
     }
 
+    func testRolesThatCannotBeKeptAreAWarningNotAFailedBackup() throws {
+        // The database's owner may dump it, but not read password hashes.
+        let tag = owner.dropFirst("app_owner_".count)
+        let asOwner = PostgresServer(host: "127.0.0.1", port: pg.port, user: owner, password: "S3cret-\(tag)")
+        let run = try TestSupport.engine(dir + "/repo", [PgDumpTarget(name: "db", server: asOwner, databases: [db], globals: .withPasswords)]).backup()
+        XCTAssertTrue(run.succeeded, "\(run.targets.map { $0.error ?? "" })")
+        XCTAssertEqual(run.targets[0].artifacts.map(\.path), ["db/\(db).dump"])
+        XCTAssertTrue(run.targets[0].warnings.contains { $0.contains("roles were not kept") && $0.contains("needs a superuser") }, "\(run.targets[0].warnings)")
+        XCTAssertFalse(FileOps.exists(run.directory! + "/db/globals.sql.gz"), "no partial file is left")
+        // Without passwords, the same role can keep them.
+        let plain = try TestSupport.engine(dir + "/repo2", [PgDumpTarget(name: "db", server: asOwner, databases: [db])]).backup()
+        XCTAssertEqual(plain.targets[0].artifacts.map(\.path), ["db/\(db).dump", "db/globals.sql.gz"], "\(plain.targets[0].warnings)")
+    }
+
     func testGlobalsParsingTakesOnlyOneStatementLinesOfKnownShapes() {
         let text = """
         CREATE ROLE plain;
