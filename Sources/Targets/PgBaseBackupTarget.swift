@@ -548,6 +548,10 @@ extension PgBaseBackupTarget {
             databases[name] = .object(try Self.countRows(s).mapValues { .number(Double($0)) })
             try s.query("COMMIT")
         }
+        // Close the WAL segment holding that position, so it is archived now rather than when
+        // it fills: the drill needs it (a no-op when nothing was written since the last switch,
+        // in which case the drill needs only the segments before it).
+        if exact { _ = try? conn.query("SELECT pg_switch_wal()") }
         return ["recorded": .bool(true), "exact": .bool(exact), "lsn": .string(lsn), "superuser": .string(superuser),
                 "databases": .object(databases)]
     }
@@ -560,6 +564,30 @@ extension PgBaseBackupTarget {
         }
         throw OperationError("the restore drill needs the PostgreSQL \(major) server programs (pg_ctl, postgres) to start the restored cluster; install postgresql-\(major) (apt-get install postgresql-\(major)) or set \(key("BIN_DIR"))")
     }
+
+    /// Where the drill's recovery stops.
+    enum DrillStop: Equatable, CustomStringConvertible {
+        /// At the WAL position where the row counts were taken (`recovery_target_lsn`, then pause).
+        case atLsn(String)
+        /// As a standby, once everything before this position (a segment's start) is replayed.
+        case replayedThrough(String)
+        /// Where the backup became consistent (`recovery_target = 'immediate'`, then pause).
+        case endOfBackup
+
+        var description: String {
+            switch self {
+            case let .atLsn(lsn): return "recovering to WAL position \(lsn), where the row counts were taken"
+            case let .replayedThrough(lsn): return "replaying as a standby up to \(lsn), where the row counts were taken (its segment holds nothing before that point)"
+            case .endOfBackup: return "recovering to the end of the backup"
+            }
+        }
+    }
+
+    /// The size of a WAL segment's first page header: where the first record of a fresh segment starts.
+    static let longPageHeaderBytes: UInt64 = 40
+
+    /// A number as `X/Y`.
+    private static func lsnText(_ value: UInt64) -> String { String(format: "%X/%X", UInt32(value >> 32), UInt32(value & 0xFFFF_FFFF)) }
 
     /// `X/Y` as a number.
     private static func lsnValue(_ text: String) -> UInt64? {
@@ -613,33 +641,28 @@ extension PgBaseBackupTarget {
                 ?? ChildProcess(program, args, workingDirectory: "/")
         }
 
-        // Where recovery stops: where the row counts were taken, when they are exact and the WAL
-        // archive holds that point; otherwise the end of the backup.
+        // Where recovery stops (decided once the tarball's own WAL is unpacked): where the row
+        // counts were taken, when they are exact and that WAL is at hand; otherwise the end of
+        // the backup.
         let counts = record.facts["rowCounts"]?.objectValue
         let segmentBytes = UInt64(record.facts["walSegmentBytes"]?.numberValue ?? Double(16 << 20))
-        var targetLsn: String?
-        var countsComparable = false
+        let countedAt: (lsn: String, value: UInt64, segment: WalSegment)?
         if counts?["recorded"]?.boolValue == true {
             let lsn = counts?["lsn"]?.stringValue ?? ""
             if counts?["exact"]?.boolValue != true {
                 lines.append("the row counts were taken while the server was busy: they are shown, not compared")
-            } else if let walArchive, let value = Self.lsnValue(lsn), let end = record.facts["walEnd"]?.stringValue,
-                      let timeline = UInt32(end.prefix(8), radix: 16) {
-                let segment = WalSegment(timeline: timeline, number: value / segmentBytes, perLog: 0x1_0000_0000 / segmentBytes)
-                let archived = WalArchive(directory: walArchive, segmentBytes: Int64(segmentBytes)).segments().map(\.segment)
-                if archived.contains(segment) {
-                    targetLsn = lsn
-                    countsComparable = true
-                } else {
-                    lines.append("WAL segment \(segment) (where the row counts were taken, \(lsn)) is not archived yet: recovering to the end of the backup; counts are shown, not compared")
-                }
+                countedAt = nil
+            } else if let value = Self.lsnValue(lsn), let end = record.facts["walEnd"]?.stringValue, let timeline = UInt32(end.prefix(8), radix: 16) {
+                countedAt = (lsn, value, WalSegment(timeline: timeline, number: value / segmentBytes, perLog: 0x1_0000_0000 / segmentBytes))
             } else {
-                lines.append("no WAL archive to recover to where the row counts were taken (\(lsn)): recovering to the end of the backup; counts are shown, not compared")
+                countedAt = nil
             }
         } else {
             let why = counts?["reason"]?.stringValue ?? "this backup has none"
             lines.append("no row counts recorded at backup time (\(why)): every table is read in full, counts not compared")
+            countedAt = nil
         }
+        var stop = DrillStop.endOfBackup
 
         let started = Date()
         var running = false
@@ -659,14 +682,29 @@ extension PgBaseBackupTarget {
             lines.append("extracting \(artifact.path) (\(Format.bytes(artifact.bytes))) into scratch data directory \(data)")
             try extract(context.setDirectory + "/" + artifact.path, sha256: artifact.sha256, into: data)
             try Interrupts.shared.checkpoint()
+            if let countedAt {
+                let archived = walArchive.map { WalArchive(directory: $0, segmentBytes: Int64(segmentBytes)).segments().map(\.segment) } ?? []
+                func atHand(_ s: WalSegment) -> Bool { archived.contains(s) || FileOps.exists(data + "/pg_wal/\(s)") }
+                let previous = WalSegment(timeline: countedAt.segment.timeline, number: countedAt.segment.number - 1, perLog: countedAt.segment.perLog)
+                let segmentStart = countedAt.value - countedAt.value % segmentBytes
+                if archived.contains(countedAt.segment) {
+                    stop = .atLsn(countedAt.lsn)
+                } else if countedAt.value - segmentStart == Self.longPageHeaderBytes, atHand(previous) {
+                    // Nothing was written in the segment before the counts were taken: replaying
+                    // every earlier segment reaches exactly that point.
+                    stop = .replayedThrough(Self.lsnText(segmentStart))
+                } else {
+                    lines.append("WAL segment \(countedAt.segment) (where the row counts were taken, \(countedAt.lsn)) is not \(walArchive == nil ? "at hand (no WAL archive)" : "archived yet"): recovering to the end of the backup; counts are shown, not compared")
+                }
+            }
             port = try freeLoopbackPort()
-            try writeDrillSettings(data: data, scratch: scratch, socketDir: socketDir, port: port, targetLsn: targetLsn, major: major)
+            try writeDrillSettings(data: data, scratch: scratch, socketDir: socketDir, port: port, stop: stop, major: major)
             if let runAs {
                 let (o, _) = try ChildProcess("chown", ["-R", "--", runAs, scratch]).capture()
                 guard o.status == 0 else { throw OperationError("chown -R \(runAs) \(scratch): \(o.lastErrorLine)") }
             }
             chmod(data, 0o700)
-            lines.append("starting a throwaway PostgreSQL \(major) server on 127.0.0.1:\(port)\(runAs.map { " as \($0)" } ?? ""), recovering to \(targetLsn.map { "WAL position \($0)" } ?? "the end of the backup")")
+            lines.append("starting a throwaway PostgreSQL \(major) server on 127.0.0.1:\(port)\(runAs.map { " as \($0)" } ?? ""), \(stop.description)")
             running = true
             let (o, _) = try asOwner(bin + "/pg_ctl", ["-D", data, "-l", log, "-w", "-t", "3600", "start"]).capture()
             guard o.status == 0 else { throw OperationError("the restored server did not start: \(Self.logTail(log))") }
@@ -684,9 +722,20 @@ extension PgBaseBackupTarget {
             let conn = try connect(maintenanceDB)
             defer { conn.close() }
             let deadline = Date().addingTimeInterval(3600)
-            while try conn.scalar("SELECT pg_is_wal_replay_paused()") != "t" {
+            let reached: String
+            switch stop {
+            case .atLsn, .endOfBackup: reached = "SELECT pg_is_wal_replay_paused()"
+            case let .replayedThrough(lsn): reached = "SELECT pg_last_wal_replay_lsn() >= '\(lsn)'::pg_lsn"
+            }
+            var lastReplay = "", lastProgress = Date()
+            while try conn.scalar(reached) != "t" {
                 try Interrupts.shared.checkpoint()
                 if Date() > deadline { throw OperationError("recovery did not reach its target within an hour") }
+                let replay = try conn.scalar("SELECT pg_last_wal_replay_lsn()::text") ?? ""
+                if replay != lastReplay { lastReplay = replay; lastProgress = Date() }
+                if Date().timeIntervalSince(lastProgress) > 120 {
+                    throw OperationError("recovery stopped at \(replay) and made no progress for two minutes: WAL is missing")
+                }
                 usleep(100_000)
             }
             let systemID = try conn.scalar("SELECT system_identifier FROM pg_control_system()") ?? ""
@@ -724,6 +773,7 @@ extension PgBaseBackupTarget {
                 problems += DrillChecks.compareCounts(expected: want, actual: actual[db]!, prefix: "\(db): ")
             }
         }
+        let countsComparable = stop != .endOfBackup
         let tables = actual.values.reduce(0) { $0 + $1.count }
         let rows = actual.values.reduce(Int64(0)) { $0 + $1.values.reduce(0, +) }
         if !countsComparable {
@@ -747,14 +797,20 @@ extension PgBaseBackupTarget {
     /// authentication (trust on that socket only), no archiving and no cleanup commands that
     /// could touch the live WAL archive, no connection to a primary, modest memory, and a
     /// recovery that pauses at its target (so the server stays read-only).
-    private func writeDrillSettings(data: String, scratch: String, socketDir: String, port: Int, targetLsn: String?,
+    private func writeDrillSettings(data: String, scratch: String, socketDir: String, port: Int, stop: DrillStop,
                                     major: PostgresMajor) throws {
         let hba = scratch + "/drill_hba.conf", ident = scratch + "/drill_ident.conf"
         try FileOps.writeAtomically(Data("local all all trust\n".utf8), to: hba)
         try FileOps.writeAtomically(Data(), to: ident)
         // Debian keeps postgresql.conf in /etc: the tarball then has none.
         if !FileOps.exists(data + "/postgresql.conf") { try FileOps.writeAtomically(Data(), to: data + "/postgresql.conf") }
-        try FileOps.writeAtomically(Data(), to: data + "/recovery.signal")
+        // A standby never ends recovery; a targeted recovery pauses at its target. Either way
+        // the server stays read-only.
+        if case .replayedThrough = stop {
+            try FileOps.writeAtomically(Data(), to: data + "/standby.signal")
+        } else {
+            try FileOps.writeAtomically(Data(), to: data + "/recovery.signal")
+        }
         func quoted(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "''") + "'" }
         var settings: [(String, String)] = [
             ("port", "\(port)"), ("listen_addresses", "'127.0.0.1'"), ("unix_socket_directories", quoted(socketDir)),
@@ -767,7 +823,14 @@ extension PgBaseBackupTarget {
             ("shared_buffers", "'128MB'"), ("huge_pages", "off"),
         ]
         if major.code >= 1500 { settings.append(("archive_library", "''")) }
-        settings.append(targetLsn.map { ("recovery_target_lsn", quoted($0)) } ?? ("recovery_target", "'immediate'"))
+        switch stop {
+        case let .atLsn(lsn):
+            // Stop before the record at that position: it was written after the snapshots.
+            settings.append(("recovery_target_lsn", quoted(lsn)))
+            settings.append(("recovery_target_inclusive", "off"))
+        case .endOfBackup: settings.append(("recovery_target", "'immediate'"))
+        case .replayedThrough: break
+        }
         let conf = data + "/postgresql.auto.conf"
         let ours = Set(settings.map(\.0))
         // Recovery settings left in the backup (a second recovery target is an error) and every

@@ -8,7 +8,13 @@ extension BackupEngine {
     /// newest good backup (or on set `id`), under the repository lock (so retention cannot
     /// remove a set while it is drilled). Each drill works in its own folder under the
     /// repository's scratch space and removes it. Results are appended to `drillLogPath`.
+    /// SIGINT/SIGTERM during a drill let it stop its throwaway server and remove its scratch
+    /// space before the process exits; an interrupted drill is not recorded.
     public func drill(id: String? = nil, only: [String] = []) throws -> [DrillReport] {
+        try Interrupts.shared.deferring { try drillDeferred(id: id, only: only) }
+    }
+
+    private func drillDeferred(id: String?, only: [String]) throws -> [DrillReport] {
         let selected = try select(only)
         let runLock = try lock()
         defer { runLock.release() }
@@ -40,8 +46,12 @@ extension BackupEngine {
                     withoutDrill.append("\(target.name) (\(target.kind))")
                     continue
                 }
+                // Interrupted: the drill has cleaned up; stop here without recording it.
+                try Interrupts.shared.checkpoint()
                 reports.append(report)
             } catch let error as UsageError {
+                throw error
+            } catch let error as InterruptedError {
                 throw error
             } catch {
                 reports.append(DrillReport(target: target.name, setID: set.id, passed: false, restoreSeconds: 0,
