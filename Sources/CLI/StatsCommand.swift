@@ -63,7 +63,7 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
                                      lastFailure: lastFailure?.error,
                                      lastFailureAt: lastFailure?.finishedAt,
                                      lastDrill: lastDrill, lastPassedDrillAt: lastPassed?.at,
-                                     facts: (good?.1.facts.filter { !["members", "tables", "rowCounts"].contains($0.key) } ?? [:])
+                                     facts: (good?.1.facts.filter { !["members", "tables"].contains($0.key) && !($0.key == "rowCounts" && $0.value.objectValue != nil) } ?? [:])
                                         .merging(t.currentFacts(repository: repo)) { $1 })
         }
         let stats = Stats(backupDirectory: repo.root, backups: complete.count, incomplete: all.count - complete.count,
