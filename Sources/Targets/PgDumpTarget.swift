@@ -660,12 +660,7 @@ public struct PgDumpTarget: BackupTarget {
         defer { conn.close() }
         let counted = try RowCounter.count(conn, exact: true)
         guard let expected = db.tables else { return (counted.count, counted.values.reduce(0, +)) }
-        var problems: [String] = []
-        for (table, n) in expected.sorted(by: { $0.key < $1.key }) {
-            let got = counted[table]
-            if got != n { problems.append("\(table): \(got.map(String.init) ?? "missing") rows, manifest says \(n)") }
-        }
-        for table in counted.keys.sorted() where expected[table] == nil { problems.append("\(table): not in the manifest") }
+        let problems = DrillChecks.compareCounts(expected: expected, actual: counted)
         if !problems.isEmpty {
             throw OperationError("row counts differ from the manifest: \(problems.prefix(3).joined(separator: "; "))\(problems.count > 3 ? " (and \(problems.count - 3) more)" : "")")
         }

@@ -1,7 +1,7 @@
 import BackupCore
 import Foundation
 
-/// Comparisons the restore drills share: what was restored against what the manifest recorded.
+/// Comparisons of restored data with what the manifest recorded, shared by restores and drills.
 enum DrillChecks {
     /// Compares row counts per table. Returns one line per difference (a table missing from
     /// either side, or a different count), sorted by table; empty when every count matches.
