@@ -28,7 +28,7 @@ final class PgBaseBackupDrillTests: XCTestCase {
     }
 
     override func tearDown() {
-        try? pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)")
+        _ = try? pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)")
         try? FileOps.removeTree(dir)
     }
 

@@ -36,9 +36,9 @@ final class PgGlobalsTests: XCTestCase {
     }
 
     override func tearDown() {
-        try? pg.psql("DROP DATABASE IF EXISTS \(db) WITH (FORCE)")
-        try? pg.psql("DROP ROLE IF EXISTS \(owner)")
-        try? pg.psql("DROP ROLE IF EXISTS \"\(reader)\"")
+        _ = try? pg.psql("DROP DATABASE IF EXISTS \(db) WITH (FORCE)")
+        _ = try? pg.psql("DROP ROLE IF EXISTS \(owner)")
+        _ = try? pg.psql("DROP ROLE IF EXISTS \"\(reader)\"")
         try? FileOps.removeTree(dir)
     }
 
