@@ -67,7 +67,7 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
                                      lastFailure: lastFailure?.error,
                                      lastFailureAt: lastFailure?.finishedAt,
                                      lastDrill: lastDrill, lastPassedDrillAt: lastPassed?.at,
-                                     facts: (good?.1.facts.filter { !["members", "tables"].contains($0.key) } ?? [:])
+                                     facts: (good?.1.facts.filter { !["members", "tables"].contains($0.key) && !($0.key == "rowCounts" && $0.value.objectValue != nil) } ?? [:])
                                         .merging(t.currentFacts(repository: repo)) { $1 })
         }
         let stats = Stats(backupDirectory: repo.root, backups: complete.count, incomplete: all.count - complete.count,
@@ -91,6 +91,9 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
             if let d = t.lastDrill {
                 print("  last restore drill: \(d.passed ? "passed" : "FAILED") \(Format.age(Date().timeIntervalSince(d.at))) ago (backup \(d.setID), restore took \(Format.seconds(d.restoreSeconds)))"
                       + (d.passed ? "" : t.lastPassedDrillAt.map { "; last passed \(Format.age(Date().timeIntervalSince($0))) ago" } ?? "; never passed"))
+                if !d.passed { for line in d.lines.suffix(3) { print("    \(line)") } }
+            } else if t.lastGoodBackup != nil {
+                print("  last restore drill: never (run verify --restore-test)")
             }
             if let dbs = t.facts["databases"]?.arrayValue {
                 let names = dbs.compactMap { $0.objectValue }.map { "\($0["name"]?.stringValue ?? "?") (\(Int($0["rows"]?.numberValue ?? 0)) rows)" }

@@ -136,6 +136,7 @@ public struct ArchiveTarget: BackupTarget {
         var files = 0, dirs = 0, others = 0
         var contentBytes: Int64 = 0
         var members: [JSONValue] = []
+        var memberList: [MemberList.Member] = []
         var skipped: [JSONValue] = []
         do {
             let archive = try ArchiveWriter(sink: writer, format: .tar, compression: compression)
@@ -158,7 +159,13 @@ public struct ArchiveTarget: BackupTarget {
                     default: others += 1
                     }
                     if members.count < 500 { members.append(.string(entry.display)) }
-                    contentBytes += try archive.addPath(full, as: entry)
+                    // Each regular file is hashed as its bytes stream into the archive: the member list.
+                    var hash = StreamingSHA256()
+                    let added = try archive.addPath(full, as: entry) { hash.update($0) }
+                    if (st.st_mode & S_IFMT) == S_IFREG {
+                        memberList.append(MemberList.Member(name: entry.bytes, size: added, sha256: hash.hexDigest()))
+                    }
+                    contentBytes += added
                 } unreadable: { dir in
                     output.warnings.append("cannot read folder \(dir.display); its contents are not in the backup")
                 }
@@ -170,6 +177,11 @@ public struct ArchiveTarget: BackupTarget {
         }
         let (bytes, sha) = try writer.finish()
         output.artifacts = [Artifact(path: fileName, bytes: bytes, sha256: sha, format: "tar+\(compression.name)")]
+        let listName = "\(artifactStem)_\(context.setID)\(MemberList.suffix)"
+        let listWriter = try context.createArtifact(listName)
+        do { try MemberList.write(memberList) { try listWriter.write($0) } } catch { listWriter.abandon(); throw error }
+        let (listBytes, listSha) = try listWriter.finish()
+        output.artifacts.append(Artifact(path: listName, bytes: listBytes, sha256: listSha, format: MemberList.format))
         output.facts = [
             "paths": .array(paths.map { .string($0) }),
             "base": .string(base),
@@ -193,7 +205,20 @@ public struct ArchiveTarget: BackupTarget {
     public func verify(_ record: TargetRecord, context: VerifyContext) -> [Finding] {
         var members: [String] = []
         var count = 0
-        var findings = context.checkArtifacts(record) { _, reader in
+        var findings = context.checkArtifacts(record) { artifact, reader in
+            if artifact.format == MemberList.format {
+                var data = Data()
+                while true {
+                    let n = try reader.read()
+                    if n == 0 { break }
+                    data.append(contentsOf: UnsafeRawBufferPointer(rebasing: reader.buffer[0..<n]))
+                }
+                let list = try MemberList.parse(data)
+                if let files = record.facts["files"]?.numberValue, Int(files) != list.count {
+                    throw OperationError("member list holds \(list.count) files, manifest says \(Int(files))")
+                }
+                return
+            }
             let archive = try ArchiveReader(source: reader)
             while let e = try archive.next() {
                 count += 1
@@ -327,5 +352,96 @@ enum GitInfo {
         info["branch"] = git(["rev-parse", "--abbrev-ref", "HEAD"])
         if let status = git(["status", "--porcelain"]) { info["dirty"] = status.isEmpty ? "false" : "true" }
         return info
+    }
+}
+
+// MARK: restore drill
+
+extension ArchiveTarget {
+    /// Extracts the tarball into a scratch folder (never the live destination) with the
+    /// extractor restore uses, checking its checksum on the way, then compares every regular
+    /// file's size and SHA-256 with the member list recorded at backup time; a file the list
+    /// lacks, or a listed one that did not come out, fails the drill. A backup made before
+    /// member lists were kept is compared with the archive's own entries (sizes only), and the
+    /// report says the list is missing. The scratch folder is always removed.
+    public static var hasRestoreDrill: Bool { true }
+
+    public func restoreDrill(_ record: TargetRecord, context: VerifyContext) throws -> DrillReport? {
+        guard let artifact = record.artifacts.first(where: { $0.format != MemberList.format }) else {
+            throw OperationError("backup of \(name) has no tarball")
+        }
+        var lines: [String] = []
+        var list: [[UInt8]: MemberList.Member]?
+        if let listArtifact = record.artifacts.first(where: { $0.format == MemberList.format }) {
+            do {
+                list = try MemberList.load(context.setDirectory + "/" + listArtifact.path, sha256: listArtifact.sha256)
+            } catch {
+                return DrillReport(target: name, setID: context.setID, passed: false, restoreSeconds: 0,
+                                   lines: ["\(listArtifact.path): \(error)"])
+            }
+        }
+        let scratch = try context.makeDrillScratch(name)
+        defer { context.removeDrillScratch(scratch) }
+        let tree = scratch + "/tree"
+        try FileOps.makeDirectory(tree)
+        lines.append("extracting \(artifact.path) (\(Format.bytes(artifact.bytes))) into scratch folder \(tree)")
+
+        // Extract, remembering each regular entry's size as the archive states it.
+        var entrySizes: [[UInt8]: Int64] = [:]
+        let started = Date()
+        do {
+            let reader = try HashingFileReader(path: context.setDirectory + "/" + artifact.path)
+            defer { reader.close() }
+            let archive = try ArchiveReader(source: reader)
+            let extractor = ArchiveExtractor(directory: tree, restoreOwner: false)
+            while let e = try archive.next() {
+                try Interrupts.shared.checkpoint()
+                guard ArchivePaths.isSafe(e.path) else { throw OperationError("entry '\(e.path)' would write outside the destination") }
+                if let link = e.hardlink, !ArchivePaths.isSafe(link) { throw OperationError("hard link '\(e.path)' points outside (\(link))") }
+                if e.type == S_IFREG && e.hardlink == nil { entrySizes[e.rawPath.bytes] = e.size }
+                try extractor.extractCurrent(from: archive)
+            }
+            try extractor.close()
+            try reader.drain()
+            guard reader.hexDigest() == artifact.sha256 else {
+                throw OperationError("\(artifact.path): checksum mismatch (SHA-256 \(reader.hexDigest()), manifest says \(artifact.sha256))")
+            }
+        } catch {
+            return DrillReport(target: name, setID: context.setID, passed: false, restoreSeconds: 0, lines: lines + ["extraction failed: \(error)"])
+        }
+        let seconds = Date().timeIntervalSince(started)
+
+        var problems: [String] = []
+        var bytes: Int64 = 0
+        let root = RawPath(tree)
+        let expected: [[UInt8]: (size: Int64, sha256: String?)] = list?.mapValues { ($0.size, $0.sha256) }
+            ?? entrySizes.mapValues { ($0, nil) }
+        for (name, want) in expected.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            try Interrupts.shared.checkpoint()
+            let path = RawPath(bytes: name)
+            let full = root.appending(path)
+            guard let st = full.lstat(), (st.st_mode & S_IFMT) == S_IFREG else { problems.append("\(path.display): not extracted as a file"); continue }
+            if Int64(st.st_size) != want.size { problems.append("\(path.display): size \(st.st_size), \(list == nil ? "archive entry says" : "member list says") \(want.size)"); continue }
+            bytes += Int64(st.st_size)
+            guard let sha = want.sha256 else { continue }
+            let got: String
+            do { got = try FileTreeManifest.hash(full, isLink: false) } catch { problems.append("\(path.display): \(error)"); continue }
+            if got != sha { problems.append("\(path.display): SHA-256 \(got), member list says \(sha)") }
+        }
+        try TreeWalk.walk(root) { rel, st in
+            if (st.st_mode & S_IFMT) == S_IFREG && expected[rel.bytes] == nil {
+                problems.append("\(rel.display): extracted, but not in the \(list == nil ? "archive's entries" : "member list")")
+            }
+        }
+        if list == nil {
+            lines.append("this backup has no member list (made before member lists were recorded): compared the extracted files' sizes with the archive's entries only")
+        }
+        if problems.isEmpty {
+            lines.append("\(expected.count) file(s), \(Format.bytes(bytes)): every file's \(list == nil ? "size matches the archive" : "size and SHA-256 match the member list")")
+        } else {
+            lines.append("\(problems.count) file(s) do not match (\(expected.count) expected):")
+            lines += DrillChecks.shown(problems).map { "  " + $0 }
+        }
+        return DrillReport(target: name, setID: context.setID, passed: problems.isEmpty, restoreSeconds: seconds, lines: lines)
     }
 }

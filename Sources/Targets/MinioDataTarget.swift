@@ -169,3 +169,13 @@ public struct MinioDataTarget: BackupTarget {
         return report
     }
 }
+
+extension MinioDataTarget {
+    /// The archive target's drill: extract into a scratch folder and compare every object file's
+    /// size and SHA-256 with the member list. MinIO is neither stopped nor touched.
+    public static var hasRestoreDrill: Bool { true }
+
+    public func restoreDrill(_ record: TargetRecord, context: VerifyContext) throws -> DrillReport? {
+        try archive.restoreDrill(record, context: context)
+    }
+}

@@ -10,7 +10,8 @@ import Foundation
 ///
 /// Config (`TARGET_<NAME>_…`): the connection keys of `PostgresServer`, `DATABASE` (for the
 /// checks; default `postgres`), `WAL_ARCHIVE`, `COMPRESSION` (`zstd`, `gzip`, `none`),
-/// `LEVEL`, `WORKERS`, `DATA_DIR`, `RESTORE_OWNER`, `STOP_CMD`, `START_CMD`.
+/// `LEVEL`, `WORKERS`, `DATA_DIR`, `RESTORE_OWNER`, `STOP_CMD`, `START_CMD`, `PRUNE_WAL`,
+/// `ROW_COUNTS` (`exact`, default, or `none`).
 public struct PgBaseBackupTarget: BackupTarget {
     public let name: String
     public let kind = "pg_basebackup"
@@ -36,12 +37,14 @@ public struct PgBaseBackupTarget: BackupTarget {
     public let startCommand: String?
     /// Whether retention removes WAL older than the oldest kept base backup.
     public let pruneWal: Bool
+    /// Whether each backup records every table's row count for the restore drill.
+    public let rowCounts: Bool
 
     /// Creates the target.
     public init(name: String, server: PostgresServer, database: String = "postgres", walArchive: String? = nil,
                 compression: String = "zstd", level: Int? = nil, workers: Int = 2, dataDirectory: String? = nil,
                 restoreOwner: String = "postgres", stopCommand: String? = nil, startCommand: String? = nil,
-                pruneWal: Bool = true) {
+                pruneWal: Bool = true, rowCounts: Bool = true) {
         self.name = name
         self.server = server
         self.database = database
@@ -54,6 +57,7 @@ public struct PgBaseBackupTarget: BackupTarget {
         self.stopCommand = stopCommand
         self.startCommand = startCommand
         self.pruneWal = pruneWal
+        self.rowCounts = rowCounts
     }
 
     /// Builds the target from its config keys.
@@ -65,7 +69,8 @@ public struct PgBaseBackupTarget: BackupTarget {
                   workers: try s.int("WORKERS", default: ProcessInfo.processInfo.activeProcessorCount, range: 0...64),
                   dataDirectory: try s.path("DATA_DIR"), restoreOwner: s.string("RESTORE_OWNER") ?? "postgres",
                   stopCommand: s.string("STOP_CMD"), startCommand: s.string("START_CMD"),
-                  pruneWal: try s.bool("PRUNE_WAL", default: true))
+                  pruneWal: try s.bool("PRUNE_WAL", default: true),
+                  rowCounts: try s.choice("ROW_COUNTS", ["exact", "none"], default: "exact") == "exact")
     }
 
     public var summary: String {
@@ -173,6 +178,21 @@ public struct PgBaseBackupTarget: BackupTarget {
             output.facts["walArchive"] = .object(report)
             if let gaps = report["gaps"]?.arrayValue, !gaps.isEmpty {
                 output.warnings.append("WAL archive \(walArchive ?? "") has gaps since the oldest kept base backup: \(gaps.compactMap(\.stringValue).prefix(3).joined(separator: ", ")); point-in-time recovery cannot cross them")
+            }
+        }
+        if rowCounts {
+            do {
+                let counts = try recordRowCounts(conn.serverVersion)
+                output.facts["rowCounts"] = .object(counts)
+                if let dbs = counts["databases"]?.objectValue {
+                    output.facts["databases"] = .array(dbs.keys.sorted().map { db in
+                        let rows = dbs[db]?.objectValue?.values.compactMap(\.numberValue).reduce(0, +) ?? 0
+                        return .object(["name": .string(db), "rows": .number(rows)])
+                    })
+                }
+            } catch {
+                output.warnings.append("row counts for the restore drill could not be taken: \(error)")
+                output.facts["rowCounts"] = .object(["recorded": .bool(false), "reason": .string("\(error)")])
             }
         }
         context.logger.info("base backup: \(Format.bytes(bytes)), WAL \(startWal)..\(endWal)")
@@ -408,7 +428,7 @@ public struct PgBaseBackupTarget: BackupTarget {
             "",
             "# Added by backstop restore: point-in-time recovery.",
             // Plain copies, or segments the archive_command compressed with gzip or zstd.
-            "restore_command = 'f=\"\(walArchive)/%f\"; if [ -f \"$f\" ]; then cp \"$f\" \"%p\"; elif [ -f \"$f.gz\" ]; then gzip -dc \"$f.gz\" > \"%p\"; elif [ -f \"$f.zst\" ]; then zstd -dcq \"$f.zst\" > \"%p\"; else exit 1; fi'",
+            "restore_command = '\(Self.restoreCommand(walArchive))'",
             "recovery_target_action = 'promote'",
             "archive_mode = off",
         ]
@@ -432,6 +452,12 @@ public struct PgBaseBackupTarget: BackupTarget {
         try FileOps.writeAtomically(Data((old + lines.joined(separator: "\n") + "\n").utf8), to: conf)
     }
 
+    /// The `restore_command` that copies a segment from `walArchive`: a plain copy, or a
+    /// segment the archive_command compressed with gzip or zstd. It only reads the archive.
+    static func restoreCommand(_ walArchive: String) -> String {
+        "f=\"\(walArchive)/%f\"; if [ -f \"$f\" ]; then cp \"$f\" \"%p\"; elif [ -f \"$f.gz\" ]; then gzip -dc \"$f.gz\" > \"%p\"; elif [ -f \"$f.zst\" ]; then zstd -dcq \"$f.zst\" > \"%p\"; else exit 1; fi"
+    }
+
     static func pidIsAlive(_ pidFile: String) -> Bool {
         guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
               let pid = Int32(text.split(separator: "\n").first ?? "") else { return false }
@@ -444,4 +470,387 @@ public struct PgBaseBackupTarget: BackupTarget {
     }
 
     static func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+}
+
+// MARK: row counts and restore drill
+
+extension PgBaseBackupTarget {
+    /// Permanent ordinary tables outside the system schemas, as `(quoted, schema.table)`.
+    /// Unlogged tables are left out: they come back empty from recovery, and a server in
+    /// recovery cannot read them.
+    private static let tablesQuery = """
+        SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), n.nspname || '.' || c.relname
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+          AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+        ORDER BY 2
+        """
+
+    /// `schema.table` -> exact rows, for every permanent table of the connected database.
+    static func countRows(_ conn: PGConnection) throws -> [String: Int64] {
+        var counts: [String: Int64] = [:]
+        for row in try conn.query(tablesQuery) {
+            guard let quoted = row[0], let table = row[1] else { continue }
+            guard let n = Int64(try conn.scalar("SELECT count(*) FROM \(quoted)") ?? "") else {
+                throw OperationError("count(*) of \(table) returned no number")
+            }
+            counts[table] = n
+        }
+        return counts
+    }
+
+    /// Counts every table of every database right after the base backup, for the drill.
+    ///
+    /// Every database is counted in its own REPEATABLE READ snapshot, all taken together with
+    /// the WAL insert position `lsn`. The counts are marked `exact` when no transaction holding
+    /// a transaction ID was running and none finished while the snapshots were taken: then the
+    /// snapshots show exactly the transactions whose commit records lie before `lsn`, so a
+    /// recovery that stops at `lsn` must give the same counts. Up to ten tries, 0.2 s apart;
+    /// a server that is never quiet that long gets counts marked not exact.
+    func recordRowCounts(_ version: Int) throws -> [String: JSONValue] {
+        func notRecorded(_ why: String) -> [String: JSONValue] { ["recorded": .bool(false), "reason": .string(why)] }
+        let conn = try server.connect(database: database)
+        defer { conn.close() }
+        if try conn.scalar("SELECT pg_is_in_recovery()") == "t" {
+            return notRecorded("the server is a standby: row counts are taken on a primary only")
+        }
+        let privileged = version >= 140000
+            ? "SELECT rolsuper OR (pg_has_role(current_user, 'pg_read_all_data', 'MEMBER') AND pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER')) FROM pg_roles WHERE rolname = current_user"
+            : "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+        guard try conn.scalar(privileged) == "t" else {
+            return notRecorded("role \(server.user ?? "(default)") may not read every table (it needs SUPERUSER, or pg_read_all_data and pg_read_all_stats)")
+        }
+        let superuser = try conn.scalar("SELECT rolname FROM pg_roles WHERE oid = 10") ?? "postgres"
+        let names = try conn.query("SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1").compactMap { $0.first ?? nil }
+        let sessions = try names.map { try server.connect(database: $0) }
+        defer { sessions.forEach { $0.close() } }
+        let snapshot = version >= 130000 ? "SELECT pg_current_snapshot()::text" : "SELECT txid_current_snapshot()::text"
+        var exact = false
+        var lsn = ""
+        for attempt in 1...10 {
+            let before = try conn.scalar(snapshot) ?? ""
+            for s in sessions {
+                try s.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                // The first statement takes the transaction's snapshot.
+                lsn = try s.scalar("SELECT pg_current_wal_insert_lsn()::text") ?? ""
+            }
+            let holdingIDs = try conn.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_xid IS NOT NULL") ?? ""
+            let after = try conn.scalar(snapshot) ?? ""
+            // "xmin:xmax:" with xmin == xmax: nothing was running.
+            let parts = after.split(separator: ":", omittingEmptySubsequences: false)
+            exact = before == after && holdingIDs == "0" && parts.count == 3 && parts[0] == parts[1] && parts[2].isEmpty
+            if exact || attempt == 10 { break }
+            for s in sessions { try s.query("ROLLBACK") }
+            usleep(200_000)
+        }
+        var databases: [String: JSONValue] = [:]
+        for (name, s) in zip(names, sessions) {
+            databases[name] = .object(try Self.countRows(s).mapValues { .number(Double($0)) })
+            try s.query("COMMIT")
+        }
+        // Close the WAL segment holding that position, so it is archived now rather than when
+        // it fills: the drill needs it (a no-op when nothing was written since the last switch,
+        // in which case the drill needs only the segments before it).
+        if exact { _ = try? conn.query("SELECT pg_switch_wal()") }
+        return ["recorded": .bool(true), "exact": .bool(exact), "lsn": .string(lsn), "superuser": .string(superuser),
+                "databases": .object(databases)]
+    }
+
+    /// The exact-major server binaries (`pg_ctl`, `postgres`) for a data directory of `major`:
+    /// `BIN_DIR` when it holds that major, else `/usr/lib/postgresql/<major>/bin`.
+    private func serverBinaries(_ major: PostgresMajor) throws -> String {
+        for dir in [server.binDir, "/usr/lib/postgresql/\(major)/bin"].compactMap({ $0 }) where access(dir + "/pg_ctl", X_OK) == 0 {
+            if let tool = try? PostgresServer.describe(dir + "/postgres"), tool.major == major { return dir }
+        }
+        throw OperationError("the restore drill needs the PostgreSQL \(major) server programs (pg_ctl, postgres) to start the restored cluster; install postgresql-\(major) (apt-get install postgresql-\(major)) or set \(key("BIN_DIR"))")
+    }
+
+    /// Where the drill's recovery stops.
+    enum DrillStop: Equatable, CustomStringConvertible {
+        /// At the WAL position where the row counts were taken (`recovery_target_lsn`, then pause).
+        case atLsn(String)
+        /// As a standby, once everything before this position (a segment's start) is replayed.
+        case replayedThrough(String)
+        /// Where the backup became consistent (`recovery_target = 'immediate'`, then pause).
+        case endOfBackup
+
+        var description: String {
+            switch self {
+            case let .atLsn(lsn): return "recovering to WAL position \(lsn), where the row counts were taken"
+            case let .replayedThrough(lsn): return "replaying as a standby up to \(lsn), where the row counts were taken (its segment holds nothing before that point)"
+            case .endOfBackup: return "recovering to the end of the backup"
+            }
+        }
+    }
+
+    /// The size of a WAL segment's first page header: where the first record of a fresh segment starts.
+    static let longPageHeaderBytes: UInt64 = 40
+
+    /// A number as `X/Y`.
+    private static func lsnText(_ value: UInt64) -> String { String(format: "%X/%X", UInt32(value >> 32), UInt32(value & 0xFFFF_FFFF)) }
+
+    /// `X/Y` as a number.
+    private static func lsnValue(_ text: String) -> UInt64? {
+        let parts = text.split(separator: "/")
+        guard parts.count == 2, let hi = UInt64(parts[0], radix: 16), let lo = UInt64(parts[1], radix: 16) else { return nil }
+        return hi << 32 | lo
+    }
+
+    /// Restores the base backup into a scratch data directory, starts a throwaway server on it
+    /// (as `RESTORE_OWNER` when run as root, on a free port on 127.0.0.1, its socket in a short
+    /// private folder, trust authentication on that socket only), recovers to the point where
+    /// the row counts were taken (or, without them, to the end of the backup), compares every
+    /// table's row count with the manifest, then stops the server and removes everything, also
+    /// on failure. The live cluster, its data directory and the WAL archive (only read) are
+    /// never touched.
+    public static var hasRestoreDrill: Bool { true }
+
+    public func restoreDrill(_ record: TargetRecord, context: VerifyContext) throws -> DrillReport? {
+        guard let artifact = record.artifacts.first else { throw OperationError("backup of \(name) has no files") }
+        guard let versionText = record.facts["serverVersion"]?.stringValue, let major = PostgresMajor(versionString: versionText) else {
+            throw OperationError("the manifest does not say which PostgreSQL version made backup \(context.setID)")
+        }
+        guard major.code >= 1200 else { throw OperationError("the restore drill needs PostgreSQL 12 or newer (this backup is \(major))") }
+        let bin = try serverBinaries(major)
+        var lines: [String] = []
+        func failed(_ why: String, seconds: Double = 0) -> DrillReport {
+            DrillReport(target: name, setID: context.setID, passed: false, restoreSeconds: seconds, lines: lines + [why])
+        }
+
+        // PostgreSQL refuses to run as root: as root, the server runs as RESTORE_OWNER, who cannot
+        // enter the 0700 backup directory, so its scratch folder is a private one in /var/tmp.
+        let runAs: String? = getuid() == 0 ? restoreOwner : nil
+        let scratch: String
+        if runAs == nil {
+            scratch = try context.makeDrillScratch(name)
+        } else {
+            var template = Array("/var/tmp/backstop-drill-\(name).XXXXXX".utf8CString)
+            guard let p = mkdtemp(&template) else { throw SystemError("mkdtemp", "/var/tmp") }
+            scratch = String(cString: p)
+            Interrupts.shared.registerPartial(scratch)
+        }
+        defer { context.removeDrillScratch(scratch) }
+        // Unix socket paths are limited to 107 bytes: a short private folder.
+        var socketTemplate = Array("/tmp/bsdrill.XXXXXX".utf8CString)
+        guard let sp = mkdtemp(&socketTemplate) else { throw SystemError("mkdtemp", "/tmp") }
+        let socketDir = String(cString: sp)
+        Interrupts.shared.registerPartial(socketDir)
+        defer { context.removeDrillScratch(socketDir) }
+        let data = scratch + "/data"
+        let log = scratch + "/server.log"
+        func asOwner(_ program: String, _ args: [String]) -> ChildProcess {
+            runAs.map { ChildProcess("/usr/sbin/runuser", ["-u", $0, "--", program] + args, workingDirectory: "/") }
+                ?? ChildProcess(program, args, workingDirectory: "/")
+        }
+
+        // Where recovery stops (decided once the tarball's own WAL is unpacked): where the row
+        // counts were taken, when they are exact and that WAL is at hand; otherwise the end of
+        // the backup.
+        let counts = record.facts["rowCounts"]?.objectValue
+        let segmentBytes = UInt64(record.facts["walSegmentBytes"]?.numberValue ?? Double(16 << 20))
+        let countedAt: (lsn: String, value: UInt64, segment: WalSegment)?
+        if counts?["recorded"]?.boolValue == true {
+            let lsn = counts?["lsn"]?.stringValue ?? ""
+            if counts?["exact"]?.boolValue != true {
+                lines.append("the row counts were taken while the server was busy: they are shown, not compared")
+                countedAt = nil
+            } else if let value = Self.lsnValue(lsn), let end = record.facts["walEnd"]?.stringValue, let timeline = UInt32(end.prefix(8), radix: 16) {
+                countedAt = (lsn, value, WalSegment(timeline: timeline, number: value / segmentBytes, perLog: 0x1_0000_0000 / segmentBytes))
+            } else {
+                countedAt = nil
+            }
+        } else {
+            let why = counts?["reason"]?.stringValue ?? "this backup has none"
+            lines.append("no row counts recorded at backup time (\(why)): every table is read in full, counts not compared")
+            countedAt = nil
+        }
+        var stop = DrillStop.endOfBackup
+
+        let started = Date()
+        var running = false
+        defer {
+            if running {
+                _ = try? asOwner(bin + "/pg_ctl", ["-D", data, "-m", "immediate", "-w", "stop"]).run()
+            }
+        }
+        let port: Int
+        do {
+            if let runAs {
+                for dir in [scratch, socketDir] {
+                    let (o, _) = try ChildProcess("chown", ["--", runAs, dir]).capture()
+                    guard o.status == 0 else { throw OperationError("chown \(runAs) \(dir): \(o.lastErrorLine)") }
+                }
+            }
+            lines.append("extracting \(artifact.path) (\(Format.bytes(artifact.bytes))) into scratch data directory \(data)")
+            try extract(context.setDirectory + "/" + artifact.path, sha256: artifact.sha256, into: data)
+            try Interrupts.shared.checkpoint()
+            if let countedAt {
+                let archived = walArchive.map { WalArchive(directory: $0, segmentBytes: Int64(segmentBytes)).segments().map(\.segment) } ?? []
+                func atHand(_ s: WalSegment) -> Bool { archived.contains(s) || FileOps.exists(data + "/pg_wal/\(s)") }
+                let previous = WalSegment(timeline: countedAt.segment.timeline, number: countedAt.segment.number - 1, perLog: countedAt.segment.perLog)
+                let segmentStart = countedAt.value - countedAt.value % segmentBytes
+                if archived.contains(countedAt.segment) {
+                    stop = .atLsn(countedAt.lsn)
+                } else if countedAt.value - segmentStart == Self.longPageHeaderBytes, atHand(previous) {
+                    // Nothing was written in the segment before the counts were taken: replaying
+                    // every earlier segment reaches exactly that point.
+                    stop = .replayedThrough(Self.lsnText(segmentStart))
+                } else {
+                    lines.append("WAL segment \(countedAt.segment) (where the row counts were taken, \(countedAt.lsn)) is not \(walArchive == nil ? "at hand (no WAL archive)" : "archived yet"): recovering to the end of the backup; counts are shown, not compared")
+                }
+            }
+            port = try freeLoopbackPort()
+            try writeDrillSettings(data: data, scratch: scratch, socketDir: socketDir, port: port, stop: stop, major: major)
+            if let runAs {
+                let (o, _) = try ChildProcess("chown", ["-R", "--", runAs, scratch]).capture()
+                guard o.status == 0 else { throw OperationError("chown -R \(runAs) \(scratch): \(o.lastErrorLine)") }
+            }
+            chmod(data, 0o700)
+            lines.append("starting a throwaway PostgreSQL \(major) server on 127.0.0.1:\(port)\(runAs.map { " as \($0)" } ?? ""), \(stop.description)")
+            running = true
+            let (o, _) = try asOwner(bin + "/pg_ctl", ["-D", data, "-l", log, "-w", "-t", "3600", "start"]).capture()
+            guard o.status == 0 else { throw OperationError("the restored server did not start: \(Self.logTail(log))") }
+        } catch {
+            return failed("restore failed: \(error)")
+        }
+
+        // Connect on the socket and wait until recovery has reached its target and paused.
+        let superuser = counts?["superuser"]?.stringValue ?? "postgres"
+        func connect(_ db: String) throws -> PGConnection {
+            try PGConnection(["host": socketDir, "port": "\(port)", "user": superuser, "dbname": db], label: "drill server/\(db)")
+        }
+        let maintenanceDB = (try? connect("postgres")) != nil ? "postgres" : "template1"
+        do {
+            let conn = try connect(maintenanceDB)
+            defer { conn.close() }
+            let deadline = Date().addingTimeInterval(3600)
+            let reached: String
+            switch stop {
+            case .atLsn, .endOfBackup: reached = "SELECT pg_is_wal_replay_paused()"
+            case let .replayedThrough(lsn): reached = "SELECT pg_last_wal_replay_lsn() >= '\(lsn)'::pg_lsn"
+            }
+            var lastReplay = "", lastProgress = Date()
+            while try conn.scalar(reached) != "t" {
+                try Interrupts.shared.checkpoint()
+                if Date() > deadline { throw OperationError("recovery did not reach its target within an hour") }
+                let replay = try conn.scalar("SELECT pg_last_wal_replay_lsn()::text") ?? ""
+                if replay != lastReplay { lastReplay = replay; lastProgress = Date() }
+                if Date().timeIntervalSince(lastProgress) > 120 {
+                    throw OperationError("recovery stopped at \(replay) and made no progress for two minutes: WAL is missing")
+                }
+                usleep(100_000)
+            }
+            let systemID = try conn.scalar("SELECT system_identifier FROM pg_control_system()") ?? ""
+            if let recorded = record.facts["systemIdentifier"]?.stringValue, recorded != systemID {
+                return failed("the restored cluster's system identifier is \(systemID), the manifest says \(recorded)")
+            }
+        } catch {
+            return failed("recovery failed: \(error); server log: \(Self.logTail(log))")
+        }
+        let seconds = Date().timeIntervalSince(started)
+        lines.append("recovered in \(Format.seconds(seconds))")
+
+        // Count every table of every database.
+        var actual: [String: [String: Int64]] = [:]
+        do {
+            let conn = try connect(maintenanceDB)
+            let names = try conn.query("SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1").compactMap { $0.first ?? nil }
+            conn.close()
+            for db in names {
+                try Interrupts.shared.checkpoint()
+                let c = try connect(db)
+                defer { c.close() }
+                actual[db] = try Self.countRows(c)
+            }
+        } catch {
+            return failed("reading the restored cluster failed: \(error)", seconds: seconds)
+        }
+        var problems: [String] = []
+        let expected = counts?["databases"]?.objectValue
+        if let expected {
+            for db in expected.keys.sorted() where actual[db] == nil { problems.append("database \(db): missing") }
+            for db in actual.keys.sorted() where expected[db] == nil { problems.append("database \(db): not in the manifest") }
+            for db in actual.keys.sorted() {
+                guard let want = DrillChecks.counts(expected[db]) else { continue }
+                problems += DrillChecks.compareCounts(expected: want, actual: actual[db]!, prefix: "\(db): ")
+            }
+        }
+        let countsComparable = stop != .endOfBackup
+        let tables = actual.values.reduce(0) { $0 + $1.count }
+        let rows = actual.values.reduce(Int64(0)) { $0 + $1.values.reduce(0, +) }
+        if !countsComparable {
+            lines.append("\(actual.count) database(s), \(tables) tables, \(rows) rows, every table read in full")
+            if !problems.isEmpty {
+                lines.append("\(problems.count) difference(s) from the counts taken after the backup (not failures: see above):")
+                lines += DrillChecks.shown(problems, limit: 5).map { "  " + $0 }
+            }
+            return DrillReport(target: name, setID: context.setID, passed: true, restoreSeconds: seconds, lines: lines)
+        }
+        if problems.isEmpty {
+            lines.append("\(actual.count) database(s), \(tables) tables, \(rows) rows: every count matches the manifest")
+        } else {
+            lines.append("row counts differ from the manifest in \(problems.count) place(s):")
+            lines += DrillChecks.shown(problems).map { "  " + $0 }
+        }
+        return DrillReport(target: name, setID: context.setID, passed: problems.isEmpty, restoreSeconds: seconds, lines: lines)
+    }
+
+    /// Makes the scratch data directory safe and reachable: our own port, socket folder and
+    /// authentication (trust on that socket only), no archiving and no cleanup commands that
+    /// could touch the live WAL archive, no connection to a primary, modest memory, and a
+    /// recovery that pauses at its target (so the server stays read-only).
+    private func writeDrillSettings(data: String, scratch: String, socketDir: String, port: Int, stop: DrillStop,
+                                    major: PostgresMajor) throws {
+        let hba = scratch + "/drill_hba.conf", ident = scratch + "/drill_ident.conf"
+        try FileOps.writeAtomically(Data("local all all trust\n".utf8), to: hba)
+        try FileOps.writeAtomically(Data(), to: ident)
+        // Debian keeps postgresql.conf in /etc: the tarball then has none.
+        if !FileOps.exists(data + "/postgresql.conf") { try FileOps.writeAtomically(Data(), to: data + "/postgresql.conf") }
+        // A standby never ends recovery; a targeted recovery pauses at its target. Either way
+        // the server stays read-only.
+        if case .replayedThrough = stop {
+            try FileOps.writeAtomically(Data(), to: data + "/standby.signal")
+        } else {
+            try FileOps.writeAtomically(Data(), to: data + "/recovery.signal")
+        }
+        func quoted(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "''") + "'" }
+        var settings: [(String, String)] = [
+            ("port", "\(port)"), ("listen_addresses", "'127.0.0.1'"), ("unix_socket_directories", quoted(socketDir)),
+            ("hba_file", quoted(hba)), ("ident_file", quoted(ident)), ("ssl", "off"),
+            ("logging_collector", "off"), ("log_destination", "'stderr'"), ("cluster_name", "'backstop-drill'"),
+            ("archive_mode", "off"), ("archive_command", "''"), ("archive_cleanup_command", "''"), ("recovery_end_command", "''"),
+            ("primary_conninfo", "''"), ("primary_slot_name", "''"), ("synchronous_standby_names", "''"),
+            ("restore_command", quoted(walArchive.map(Self.restoreCommand) ?? "false")),
+            ("recovery_target_timeline", "'current'"), ("recovery_target_action", "'pause'"), ("hot_standby", "on"),
+            ("shared_buffers", "'128MB'"), ("huge_pages", "off"),
+        ]
+        if major.code >= 1500 { settings.append(("archive_library", "''")) }
+        switch stop {
+        case let .atLsn(lsn):
+            // Stop before the record at that position: it was written after the snapshots.
+            settings.append(("recovery_target_lsn", quoted(lsn)))
+            settings.append(("recovery_target_inclusive", "off"))
+        case .endOfBackup: settings.append(("recovery_target", "'immediate'"))
+        case .replayedThrough: break
+        }
+        let conf = data + "/postgresql.auto.conf"
+        let ours = Set(settings.map(\.0))
+        // Recovery settings left in the backup (a second recovery target is an error) and every
+        // setting set here are dropped from the old file first.
+        let old = ((try? String(contentsOfFile: conf, encoding: .utf8)) ?? "").split(separator: "\n", omittingEmptySubsequences: false)
+            .filter { line in
+                let key = line.trimmingCharacters(in: .whitespaces).lowercased().prefix { $0.isLetter || $0 == "_" }
+                return !ours.contains(String(key)) && !key.hasPrefix("recovery_target")
+            }
+            .joined(separator: "\n")
+        let added = ["", "# Added by the backstop restore drill (a scratch copy)."] + settings.map { "\($0.0) = \($0.1)" }
+        try FileOps.writeAtomically(Data((old + added.joined(separator: "\n") + "\n").utf8), to: conf)
+    }
+
+    /// The last lines of the throwaway server's log, for a failure message.
+    private static func logTail(_ path: String) -> String {
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        let tail = text.split(separator: "\n").suffix(3).joined(separator: " | ")
+        return tail.isEmpty ? "(no server log)" : tail
+    }
 }

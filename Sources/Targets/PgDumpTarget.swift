@@ -8,7 +8,8 @@ import Foundation
 /// Config (`TARGET_<NAME>_…`): `DATABASE` or `DATABASES` (required), the connection keys of
 /// `PostgresServer` (`HOST`, `PORT`, `USER`, `PASSWORD`, `PASSFILE`, `SSLMODE`, `BIN_DIR`),
 /// `FORMAT` (`custom`, `custom-zstd`, `sql-gzip`), `LEVEL`, `THREADS`, `JOBS`, `ROW_COUNTS`
-/// (`exact`, `estimate`), `MIN_BYTES`, `SHRINK_WARN`.
+/// (`exact`, `estimate`), `MIN_BYTES`, `SHRINK_WARN`, `LOCK_TIMEOUT`, `GLOBALS`
+/// (`without-passwords`, default, `with-passwords`, `none`).
 public struct PgDumpTarget: BackupTarget {
     /// How a dump is written.
     public enum DumpFormat: String, Sendable, CaseIterable {
@@ -27,6 +28,16 @@ public struct PgDumpTarget: BackupTarget {
             case .sqlGzip: return ".sql.gz"
             }
         }
+    }
+
+    /// Whether the cluster's roles and memberships (`pg_dumpall --globals-only`) are kept too.
+    public enum Globals: String, Sendable, CaseIterable {
+        /// Roles without their password hashes (`--no-role-passwords`).
+        case withoutPasswords = "without-passwords"
+        /// Roles with their password hashes (needs a superuser).
+        case withPasswords = "with-passwords"
+        /// No globals.
+        case none
     }
 
     public let name: String
@@ -54,12 +65,14 @@ public struct PgDumpTarget: BackupTarget {
     /// Seconds to wait for a table lock (another session's ALTER, a migration) before giving up
     /// with a clear error, instead of hanging.
     public let lockTimeout: Int
+    /// Whether roles and memberships are kept beside the dumps, and with passwords or not.
+    public let globals: Globals
 
     /// Creates the target.
     public init(name: String, server: PostgresServer, databases: [String], format: DumpFormat = .custom,
                 level: Int? = nil, threads: Int = 2, jobs: Int = 2, exactRowCounts: Bool = true,
                 minimumBytes: Int64 = 256, shrinkWarning: Double = 0.5, artifactPrefix: String = "",
-                lockTimeout: Int = 300) {
+                lockTimeout: Int = 300, globals: Globals = .withoutPasswords) {
         self.name = name
         self.server = server
         self.databases = databases
@@ -72,6 +85,7 @@ public struct PgDumpTarget: BackupTarget {
         self.shrinkWarning = shrinkWarning
         self.artifactPrefix = artifactPrefix
         self.lockTimeout = lockTimeout
+        self.globals = globals
     }
 
     /// Builds the target from its config keys.
@@ -88,7 +102,8 @@ public struct PgDumpTarget: BackupTarget {
                   exactRowCounts: try s.choice("ROW_COUNTS", ["exact", "estimate"], default: "exact") == "exact",
                   minimumBytes: Int64(try s.int("MIN_BYTES", default: 256, range: 0...Int.max)),
                   shrinkWarning: try s.double("SHRINK_WARN", default: 0.5, range: 0...1),
-                  lockTimeout: try s.int("LOCK_TIMEOUT", default: 300, range: 1...86_400))
+                  lockTimeout: try s.int("LOCK_TIMEOUT", default: 300, range: 1...86_400),
+                  globals: Globals(rawValue: try s.choice("GLOBALS", Globals.allCases.map(\.rawValue), default: "without-passwords"))!)
     }
 
     public var summary: String {
@@ -205,6 +220,18 @@ public struct PgDumpTarget: BackupTarget {
             dbFacts.append(.object(entry))
             context.logger.info("dumped \(db): \(counts.count) tables, \(counts.values.reduce(0, +)) rows\(exactRowCounts ? "" : " (estimated)"), \(Format.bytes(bytes))")
         }
+        if globals != .none {
+            // The dumps are what matters: roles that cannot be kept are a warning, not a failed target.
+            do {
+                let (artifact, roles) = try dumpGlobals(context, taken: output.artifacts.map(\.path))
+                output.artifacts.append(artifact)
+                output.facts["globals"] = .object(["artifact": .string(artifact.path), "passwords": .bool(globals == .withPasswords),
+                                                   "roles": .array(roles.map { .string($0) })])
+            } catch {
+                try Interrupts.shared.checkpoint()
+                output.warnings.append("the cluster's roles were not kept (\(error)); a restore onto a new server will need them created by hand")
+            }
+        }
         output.facts["databases"] = .array(dbFacts)
         output.facts["tables"] = .object(tables)
         output.facts["rowCounts"] = .string(exactRowCounts ? "exact, in the dump's snapshot" : "estimate")
@@ -218,6 +245,10 @@ public struct PgDumpTarget: BackupTarget {
     public func verify(_ record: TargetRecord, context: VerifyContext) -> [Finding] {
         let pgRestore = try? server.tool("pg_restore", for: nil)
         return context.checkArtifacts(record) { artifact, reader in
+            if artifact.format == Self.globalsFormat {
+                _ = try Self.readGlobals(reader)
+                return
+            }
             let fmt = Self.format(of: artifact)
             switch fmt {
             case .sqlGzip:
@@ -350,6 +381,10 @@ public struct PgDumpTarget: BackupTarget {
             }
             if let t = db.tables { report.lines.append("  expected: \(t.count) tables, \(t.values.reduce(0, +)) rows (checked after the restore)") }
         }
+        let roles = try missingRoles(record, setDirectory: context.setDirectory, maintenance)
+        if let roles, !roles.missing.isEmpty {
+            report.lines.append("roles in the backup that this server lacks, created first\(roles.passwords ? " (with their passwords)" : " (without passwords)"): \(roles.missing.map(\.name).joined(separator: ", "))")
+        }
         if context.options.dryRun { return report }
 
         let pgRestore = try server.tool("pg_restore", for: major)
@@ -366,6 +401,12 @@ public struct PgDumpTarget: BackupTarget {
             safeties[targetName] = (path, try databaseMeta(maintenance, targetName))
             report.lines.append("safety copy of \(targetName): \(path)")
             context.logger.info("safety dump of \(targetName): \(path)", metadata: .logFileOnly)
+        }
+        if let roles, !roles.missing.isEmpty {
+            for line in try createRoles(roles, maintenance) {
+                report.lines.append(line)
+                context.logger.info("\(line)")
+            }
         }
         // One safety dump: its path; several: the folder holding them (each is listed above).
         let safetyPaths = safeties.values.map(\.path).sorted()
@@ -619,12 +660,7 @@ public struct PgDumpTarget: BackupTarget {
         defer { conn.close() }
         let counted = try RowCounter.count(conn, exact: true)
         guard let expected = db.tables else { return (counted.count, counted.values.reduce(0, +)) }
-        var problems: [String] = []
-        for (table, n) in expected.sorted(by: { $0.key < $1.key }) {
-            let got = counted[table]
-            if got != n { problems.append("\(table): \(got.map(String.init) ?? "missing") rows, manifest says \(n)") }
-        }
-        for table in counted.keys.sorted() where expected[table] == nil { problems.append("\(table): not in the manifest") }
+        let problems = DrillChecks.compareCounts(expected: expected, actual: counted)
         if !problems.isEmpty {
             throw OperationError("row counts differ from the manifest: \(problems.prefix(3).joined(separator: "; "))\(problems.count > 3 ? " (and \(problems.count - 3) more)" : "")")
         }
@@ -657,9 +693,8 @@ public struct PgDumpTarget: BackupTarget {
             }
             do {
                 try recreate(maintenance, scratch, meta: db.meta, dropFirst: false)
-                let root = ((context.setDirectory as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
-                let tmp = root + "/state/drill-tmp"
-                defer { try? FileOps.removeTree(tmp) }
+                let tmp = try context.makeDrillScratch(name)
+                defer { context.removeDrillScratch(tmp) }
                 try load(db, into: scratch, setDirectory: context.setDirectory, scratch: tmp, tools: tools)
                 let (tables, rows) = try compareCounts(db, database: scratch)
                 lines.append("\(db.name): \(tables) tables, \(rows) rows\(db.tables == nil ? " (manifest has estimates only; not compared)" : ", every count matches the manifest")")
@@ -731,4 +766,191 @@ final class RowCounter: @unchecked Sendable {
 final class Unchecked<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
+}
+
+// MARK: roles and memberships (bare-metal recovery)
+
+extension PgDumpTarget {
+    /// The artifact format of the globals dump.
+    static let globalsFormat = "pg_dumpall+globals+gzip"
+
+    /// One role of the globals dump: its name and the statements that recreate it.
+    struct GlobalRole: Equatable {
+        var name: String
+        var statements: [String]
+    }
+
+    /// What a restore creates before loading the databases.
+    struct RolePlan {
+        var missing: [GlobalRole]
+        /// Memberships (`GRANT role TO member ...`) that involve a created role.
+        var grants: [String]
+        /// Whether the backup kept the password hashes.
+        var passwords: Bool
+    }
+
+    /// `pg_dumpall --globals-only` (roles, memberships, role settings, tablespaces), without
+    /// password hashes unless `GLOBALS=with-passwords`, gzip-compressed and hashed as it
+    /// streams. Returns the artifact and the roles it holds.
+    func dumpGlobals(_ context: BackupContext, taken: [String]) throws -> (Artifact, [String]) {
+        let conn = try server.connect(database: databases[0])
+        let major = PostgresMajor(serverVersion: conn.serverVersion)
+        conn.close()
+        let tool = try server.tool("pg_dumpall", for: major)
+        let artifactName = artifactPrefix + "globals.sql.gz"
+        guard !taken.contains(artifactName) else {
+            throw OperationError("a database dump is already named \(artifactName); set GLOBALS=none for this target or rename the database")
+        }
+        var args = ["--globals-only", "--no-password", "--database=\(databases[0])"]
+        if globals != .withPasswords { args.append("--no-role-passwords") }
+        let child = ChildProcess(tool.path, args, environment: server.childEnvironment)
+        let writer = try context.createArtifact(artifactName, label: "\(name): pg_dumpall --globals-only")
+        var text: [UInt8] = []
+        let outcome: ChildProcess.Outcome
+        do {
+            let archive = try ArchiveWriter(sink: writer, format: .raw, compression: .gzip(level: 6))
+            var result: ChildProcess.Outcome?
+            try archive.addStream(name: artifactName, size: nil) { write in
+                result = try child.run { chunk in
+                    text.append(contentsOf: chunk)
+                    try write(chunk)
+                }
+            }
+            try archive.close()
+            outcome = result!
+        } catch {
+            writer.abandon()
+            unlink(context.directory + "/" + artifactName)
+            throw error
+        }
+        if outcome.status != 0 { try Interrupts.shared.yieldToSignal() }
+        guard outcome.status == 0 else {
+            writer.abandon()
+            unlink(context.directory + "/" + artifactName)
+            let hint = globals == .withPasswords ? " (GLOBALS=with-passwords needs a superuser; without-passwords does not)" : ""
+            throw OperationError("pg_dumpall --globals-only failed (exit \(outcome.status)): \(outcome.lastErrorLine)\(hint)")
+        }
+        let (bytes, sha) = try writer.finish()
+        let roles = Self.parseGlobals(String(decoding: text, as: UTF8.self)).roles.map(\.name)
+        return (Artifact(path: artifactName, bytes: bytes, sha256: sha, format: Self.globalsFormat), roles)
+    }
+
+    /// The SQL of a globals dump, checking that it is complete (pg_dumpall's closing line).
+    static func readGlobals(_ reader: HashingFileReader) throws -> String {
+        let archive = try ArchiveReader(source: reader, raw: true)
+        guard try archive.next() != nil else { throw OperationError("empty gzip stream") }
+        var bytes: [UInt8] = []
+        try archive.readData { bytes.append(contentsOf: $0) }
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard text.contains("PostgreSQL database cluster dump complete") else {
+            throw OperationError("the globals dump is truncated: pg_dumpall's closing line is missing")
+        }
+        return text
+    }
+
+    /// An SQL identifier at the start of `s` (quoted or not): its name, and the rest after it.
+    private static func identifier(_ s: Substring) -> (name: String, rest: Substring)? {
+        if s.first == "\"" {
+            var name = ""
+            var i = s.index(after: s.startIndex)
+            while i < s.endIndex {
+                if s[i] == "\"" {
+                    let next = s.index(after: i)
+                    if next < s.endIndex && s[next] == "\"" { name.append("\""); i = s.index(after: next); continue }
+                    return name.isEmpty ? nil : (name, s[next...])
+                }
+                name.append(s[i])
+                i = s.index(after: i)
+            }
+            return nil
+        }
+        let end = s.firstIndex { $0 == " " || $0 == ";" } ?? s.endIndex
+        let name = s[..<end]
+        guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "$" }) else { return nil }
+        return (String(name), s[end...])
+    }
+
+    /// True if `line` is one statement: its only `;` outside quotes is the last character.
+    private static func isOneStatement(_ line: String) -> Bool {
+        var inSingle = false, inDouble = false
+        for (i, c) in line.enumerated() {
+            if c == "'" && !inDouble { inSingle.toggle() } else if c == "\"" && !inSingle { inDouble.toggle() }
+            if c == ";" && !inSingle && !inDouble && i != line.count - 1 { return false }
+        }
+        return line.hasSuffix(";") && !inSingle && !inDouble
+    }
+
+    /// The roles of a globals dump, each with the statements that recreate it (`CREATE ROLE`,
+    /// `ALTER ROLE … WITH`, `ALTER ROLE … SET`, `COMMENT ON ROLE`), and the memberships as
+    /// `(role, member, statement)`. Only one-line statements of exactly these shapes are taken:
+    /// the file is read as data, never run whole.
+    static func parseGlobals(_ text: String) -> (roles: [GlobalRole], grants: [(role: String, member: String, sql: String)]) {
+        var roles: [GlobalRole] = []
+        var index: [String: Int] = [:]
+        var grants: [(String, String, String)] = []
+        for raw in text.split(separator: "\n") {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            guard line.hasSuffix(";"), isOneStatement(line) else { continue }
+            let s = Substring(line)
+            if s.hasPrefix("CREATE ROLE "), let (name, rest) = identifier(s.dropFirst(12)), rest == ";" {
+                guard index[name] == nil else { continue }
+                index[name] = roles.count
+                roles.append(GlobalRole(name: name, statements: [line]))
+            } else if s.hasPrefix("ALTER ROLE "), let (name, rest) = identifier(s.dropFirst(11)), let i = index[name],
+                      rest.hasPrefix(" WITH ") || (rest.hasPrefix(" SET ")) {
+                roles[i].statements.append(line)
+            } else if s.hasPrefix("COMMENT ON ROLE "), let (name, rest) = identifier(s.dropFirst(16)), let i = index[name], rest.hasPrefix(" IS ") {
+                roles[i].statements.append(line)
+            } else if s.hasPrefix("GRANT "), let (role, rest) = identifier(s.dropFirst(6)), rest.hasPrefix(" TO "),
+                      let (member, _) = identifier(rest.dropFirst(4)) {
+                grants.append((role, member, line))
+            }
+        }
+        return (roles, grants.map { (role: $0.0, member: $0.1, sql: $0.2) })
+    }
+
+    /// The roles of the backup's globals dump that the server lacks, or nil when the backup has
+    /// no globals dump (made before they were kept, or with `GLOBALS=none`).
+    func missingRoles(_ record: TargetRecord, setDirectory: String, _ conn: PGConnection) throws -> RolePlan? {
+        guard let artifact = record.artifacts.first(where: { $0.format == Self.globalsFormat }) else { return nil }
+        let reader = try HashingFileReader(path: setDirectory + "/" + artifact.path)
+        defer { reader.close() }
+        let text = try Self.readGlobals(reader)
+        try reader.drain()
+        guard reader.hexDigest() == artifact.sha256 else {
+            throw OperationError("\(artifact.path): checksum mismatch (SHA-256 \(reader.hexDigest()), manifest says \(artifact.sha256)); not restoring")
+        }
+        let (roles, grants) = Self.parseGlobals(text)
+        func exists(_ role: String) throws -> Bool { try conn.scalar("SELECT 1 FROM pg_roles WHERE rolname = $1", parameters: [role]) != nil }
+        let missing = try roles.filter { try !exists($0.name) }
+        let created = Set(missing.map(\.name))
+        let wanted = try grants.filter { g in
+            guard created.contains(g.role) || created.contains(g.member) else { return false }
+            let roleThere = try created.contains(g.role) || exists(g.role)
+            let memberThere = try created.contains(g.member) || exists(g.member)
+            return roleThere && memberThere
+        }
+        return RolePlan(missing: missing, grants: wanted.map(\.sql),
+                        passwords: record.facts["globals"]?.objectValue?["passwords"]?.boolValue ?? false)
+    }
+
+    /// Creates the missing roles and their memberships; one line each for the report.
+    func createRoles(_ plan: RolePlan, _ conn: PGConnection) throws -> [String] {
+        var lines: [String] = []
+        for role in plan.missing {
+            do {
+                for sql in role.statements { try conn.query(sql) }
+            } catch {
+                throw OperationError("creating role \(role.name) from the backup failed: \(error); no database was changed yet")
+            }
+            let logsIn = role.statements.contains { $0.contains(" LOGIN ") || $0.hasSuffix(" LOGIN;") }
+            lines.append("created role \(role.name)" + (plan.passwords ? " with its password from the backup"
+                : logsIn ? " without a password (the backup keeps none): set one with ALTER ROLE \(PGConnection.quoteIdentifier(role.name)) PASSWORD '…'" : ""))
+        }
+        for sql in plan.grants {
+            do { try conn.query(sql) } catch { throw OperationError("\(sql) failed: \(error); no database was changed yet") }
+            lines.append("membership: \(sql.dropLast())")
+        }
+        return lines
+    }
 }

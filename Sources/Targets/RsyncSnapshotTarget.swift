@@ -537,3 +537,71 @@ public struct RsyncSnapshotTarget: BackupTarget {
         return report
     }
 }
+
+// MARK: restore drill
+
+extension RsyncSnapshotTarget {
+    /// Restores the snapshot with the real restore (the same rsync command, options and
+    /// owner/mode settings) into an empty scratch folder, so no safety copy is taken and nothing
+    /// live is touched, then re-hashes every restored file and compares its type, size and
+    /// SHA-256 with the per-file manifest; a file the manifest does not list fails the drill too.
+    /// The scratch folder is always removed.
+    public static var hasRestoreDrill: Bool { true }
+
+    public func restoreDrill(_ record: TargetRecord, context: VerifyContext) throws -> DrillReport? {
+        guard let artifact = record.artifacts.first else { throw OperationError("backup of \(name) has no per-file manifest") }
+        let scratch = try context.makeDrillScratch(name)
+        defer { context.removeDrillScratch(scratch) }
+        let destination = scratch + "/tree"
+        var lines = ["restoring snapshot \(context.setID) of \(record.facts["source"]?.stringValue ?? source) into scratch folder \(destination)"]
+        let entries: [FileTreeEntry]
+        do {
+            let targetDir = context.setDirectory + "/" + (artifact.path as NSString).deletingLastPathComponent
+            entries = try Self.loadEntries(record, targetDirectory: targetDir)
+        } catch {
+            return DrillReport(target: name, setID: context.setID, passed: false, restoreSeconds: 0, lines: lines + ["\(artifact.path): \(error)"])
+        }
+        let started = Date()
+        do {
+            let restoreContext = RestoreContext(setDirectory: context.setDirectory, setID: context.setID,
+                                                safetyDirectory: scratch + "/pre-restore", options: RestoreOptions(destination: destination),
+                                                logger: context.logger, showProgress: false)
+            _ = try restore(record, context: restoreContext)
+        } catch {
+            return DrillReport(target: name, setID: context.setID, passed: false, restoreSeconds: 0, lines: lines + ["restore failed: \(error)"])
+        }
+        let seconds = Date().timeIntervalSince(started)
+
+        var problems: [String] = []
+        var bytes: Int64 = 0
+        let root = RawPath(destination)
+        for e in entries {
+            try Interrupts.shared.checkpoint()
+            let full = root.appending(e.path)
+            guard let st = full.lstat() else { problems.append("\(e.path.display): missing"); continue }
+            let isLink = (st.st_mode & S_IFMT) == S_IFLNK
+            guard isLink == (e.type == UInt8(ascii: "l")), isLink || (st.st_mode & S_IFMT) == S_IFREG else {
+                problems.append("\(e.path.display): restored as another file type"); continue
+            }
+            if Int64(st.st_size) != e.size { problems.append("\(e.path.display): size \(st.st_size), manifest says \(e.size)"); continue }
+            let sha: String
+            do { sha = try FileTreeManifest.hash(full, isLink: isLink) } catch { problems.append("\(e.path.display): \(error)"); continue }
+            if sha != e.sha256 { problems.append("\(e.path.display): SHA-256 \(sha), manifest says \(e.sha256)") }
+            bytes += Int64(st.st_size)
+        }
+        let known = Set(entries.map(\.path.bytes))
+        try TreeWalk.walk(root) { rel, st in
+            let type = st.st_mode & S_IFMT
+            if (type == S_IFREG || type == S_IFLNK) && !known.contains(rel.bytes) {
+                problems.append("\(rel.display): restored, but not in the manifest")
+            }
+        }
+        if problems.isEmpty {
+            lines.append("\(entries.count) file(s), \(Format.bytes(bytes)): every file's SHA-256 matches the manifest")
+        } else {
+            lines.append("\(problems.count) restored file(s) do not match the manifest (\(entries.count) listed):")
+            lines += DrillChecks.shown(problems).map { "  " + $0 }
+        }
+        return DrillReport(target: name, setID: context.setID, passed: problems.isEmpty, restoreSeconds: seconds, lines: lines)
+    }
+}

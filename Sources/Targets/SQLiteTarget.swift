@@ -199,3 +199,52 @@ public struct SQLiteTarget: BackupTarget {
         return report
     }
 }
+
+// MARK: restore drill
+
+extension SQLiteTarget {
+    /// Restores the backup with the real restore into a new file in a scratch folder (nothing
+    /// live is touched: the destination is new, so no safety copy is taken), runs
+    /// `PRAGMA integrity_check` on it and compares every table's row count with the counts
+    /// recorded from the backup copy at backup time. The scratch folder is always removed.
+    public static var hasRestoreDrill: Bool { true }
+
+    public func restoreDrill(_ record: TargetRecord, context: VerifyContext) throws -> DrillReport? {
+        let scratch = try context.makeDrillScratch(name)
+        defer { context.removeDrillScratch(scratch) }
+        let original = record.facts["source"]?.stringValue ?? path
+        let destination = scratch + "/" + (original as NSString).lastPathComponent
+        var lines = ["restoring backup \(context.setID) of \(original) into scratch file \(destination)"]
+        let started = Date()
+        do {
+            let restoreContext = RestoreContext(setDirectory: context.setDirectory, setID: context.setID,
+                                                safetyDirectory: scratch + "/pre-restore", options: RestoreOptions(destination: destination),
+                                                logger: context.logger, showProgress: false)
+            _ = try restore(record, context: restoreContext)
+        } catch {
+            return DrillReport(target: name, setID: context.setID, passed: false, restoreSeconds: 0, lines: lines + ["restore failed: \(error)"])
+        }
+        let seconds = Date().timeIntervalSince(started)
+        let db = try SQLiteDatabase(path: destination, readOnly: true)
+        let integrity = try db.integrityProblems()
+        if !integrity.isEmpty {
+            lines.append("integrity_check failed: \(integrity.prefix(3).joined(separator: "; "))")
+        } else {
+            lines.append("integrity_check: ok")
+        }
+        let actual = try db.tableRowCounts().mapValues { Int64($0) }
+        guard let expected = DrillChecks.counts(record.facts["tables"]) else {
+            lines.append("the manifest records no row counts: \(actual.count) tables, \(actual.values.reduce(0, +)) rows not compared")
+            return DrillReport(target: name, setID: context.setID, passed: false, restoreSeconds: seconds, lines: lines)
+        }
+        let problems = DrillChecks.compareCounts(expected: expected, actual: actual)
+        if problems.isEmpty {
+            lines.append("\(actual.count) tables, \(actual.values.reduce(0, +)) rows: every count matches the manifest")
+        } else {
+            lines.append("row counts differ from the manifest in \(problems.count) table(s):")
+            lines += DrillChecks.shown(problems).map { "  " + $0 }
+        }
+        return DrillReport(target: name, setID: context.setID, passed: integrity.isEmpty && problems.isEmpty,
+                           restoreSeconds: seconds, lines: lines)
+    }
+}

@@ -5,17 +5,30 @@ extension BackupEngine {
     public var drillLogPath: String { repository.root + "/state/drills.json" }
 
     /// Runs the restore drill of every target (or `only`) that has one, on each target's
-    /// newest good backup (or on set `id`). Results are appended to `drillLogPath`.
+    /// newest good backup (or on set `id`), under the repository lock (so retention cannot
+    /// remove a set while it is drilled). Each drill works in its own folder under the
+    /// repository's scratch space and removes it. Results are appended to `drillLogPath`.
+    /// SIGINT/SIGTERM during a drill let it stop its throwaway server and remove its scratch
+    /// space before the process exits; an interrupted drill is not recorded.
     /// `kindsWithDrill` (every kind this build knows that has a drill) only serves the error
     /// when no selected target has one.
     public func drill(id: String? = nil, only: [String] = [], kindsWithDrill: [String] = []) throws -> [DrillReport] {
+        try Interrupts.shared.deferring { try drillDeferred(id: id, only: only, kindsWithDrill: kindsWithDrill) }
+    }
+
+    private func drillDeferred(id: String?, only: [String], kindsWithDrill: [String]) throws -> [DrillReport] {
         let selected = try select(only)
         func noDrill(_ targets: [any BackupTarget]) -> UsageError {
             let list = targets.map { "\($0.name) (\($0.kind))" }.joined(separator: ", ")
             let kinds = kindsWithDrill.isEmpty ? "none" : kindsWithDrill.joined(separator: ", ")
             return UsageError("no restore drill for \(list): \(targets.count == 1 ? "its kind has" : "their kinds have") none; kinds with one: \(kinds)")
         }
+        let runLock = try lock()
+        defer { runLock.release() }
+        // A drill killed with SIGKILL leaves its scratch folder behind: clear it under the lock.
+        try repository.removeStaleScratch()
         var reports: [DrillReport] = []
+        var withoutDrill: [String] = []
         var withoutBackup: [String] = []
         for target in selected {
             let found: (StoredSet, TargetRecord)?
@@ -32,14 +45,20 @@ extension BackupEngine {
             }
             var tagged = logger
             tagged[metadataKey: "target"] = "\(target.name)"
-            let context = VerifyContext(setDirectory: set.directory, deep: false, logger: tagged, showProgress: showProgress)
+            let context = VerifyContext(setDirectory: set.directory, deep: false, logger: tagged, showProgress: showProgress,
+                                        scratchDirectory: repository.scratchDirectory)
             do {
                 guard let report = try target.restoreDrill(record, context: context) else {
                     if !only.isEmpty { throw noDrill([target]) }
+                    withoutDrill.append("\(target.name) (\(target.kind))")
                     continue
                 }
+                // Interrupted: the drill has cleaned up; stop here without recording it.
+                try Interrupts.shared.checkpoint()
                 reports.append(report)
             } catch let error as UsageError {
+                throw error
+            } catch let error as InterruptedError {
                 throw error
             } catch {
                 reports.append(DrillReport(target: target.name, setID: set.id, passed: false, restoreSeconds: 0,
@@ -50,8 +69,10 @@ extension BackupEngine {
             // Nothing drilled: either no target has a drill, or the ones that do have no good backup yet.
             let waiting = selected.filter { withoutBackup.contains($0.name) && type(of: $0).hasRestoreDrill }
             if waiting.isEmpty { throw noDrill(selected) }
-            throw OperationError("no good backup to drill yet of \(waiting.map(\.name).joined(separator: ", "))\(id.map { " in backup \($0)" } ?? "")")
+            throw OperationError("no good backup to drill yet of \(waiting.map(\.name).joined(separator: ", "))\(id.map { " in backup \($0)" } ?? "")"
+                                 + (withoutDrill.isEmpty ? "" : "; no restore drill for \(withoutDrill.joined(separator: ", "))"))
         }
+        for name in withoutDrill { logger.warning("\(name) has no restore drill; not drilled") }
         try appendDrills(reports)
         return reports
     }

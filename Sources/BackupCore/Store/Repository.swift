@@ -24,6 +24,7 @@ public struct StoredSet: Sendable {
 ///   daily/20240708_020000/db/journal.db.gz   (+ .sha256 sidecar)
 ///   daily/.20240709_020000.partial/          <- a run in progress (or a crashed one)
 ///   pre-restore/                             <- safety copies taken before restores
+///   tmp/                                     <- restore drills' scratch space
 /// ```
 public struct Repository: Sendable {
     /// The backup directory (absolute).
@@ -38,6 +39,18 @@ public struct Repository: Sendable {
     public var logDirectory: String { root + "/logs" }
     /// Where restores keep their safety copies.
     public var safetyDirectory: String { root + "/pre-restore" }
+    /// Scratch space for restore drills (`tmp/`): each drill makes a private folder in it and
+    /// removes it, and `removeStaleScratch()` clears what a killed drill left.
+    public var scratchDirectory: String { root + "/tmp" }
+
+    /// Removes everything in the scratch folder (left by a drill that was killed). Call only
+    /// while holding the lock.
+    public func removeStaleScratch() throws {
+        guard Repository.isRealDirectory(scratchDirectory) else { return }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: scratchDirectory)) ?? [] {
+            try FileOps.removeTree(scratchDirectory + "/" + name)
+        }
+    }
 
     /// Folders of the backup directory that are never tiers.
     public static let reserved: Set<String> = ["logs", "pre-restore", "state", "links", "wal", "tmp"]

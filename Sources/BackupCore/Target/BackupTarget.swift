@@ -191,13 +191,38 @@ public struct VerifyContext: Sendable {
     public let logger: Logger
     /// Whether a progress line may be drawn.
     public let showProgress: Bool
+    /// Where restore drills may make their scratch folders (the repository's `tmp/`); nil
+    /// for plain verification, which never writes.
+    public let scratchDirectory: String?
 
     /// Creates a verify context.
-    public init(setDirectory: String, deep: Bool, logger: Logger, showProgress: Bool) {
+    public init(setDirectory: String, deep: Bool, logger: Logger, showProgress: Bool, scratchDirectory: String? = nil) {
         self.setDirectory = setDirectory
         self.deep = deep
         self.logger = logger
         self.showProgress = showProgress
+        self.scratchDirectory = scratchDirectory
+    }
+
+    /// The set's ID (its folder's name).
+    public var setID: String { (setDirectory as NSString).lastPathComponent }
+
+    /// Makes a new private (0700) folder for a restore drill in the scratch space and registers
+    /// it for removal on SIGINT/SIGTERM; the caller removes it with `removeDrillScratch(_:)`.
+    public func makeDrillScratch(_ label: String) throws -> String {
+        guard let scratchDirectory else { throw OperationError("no scratch space for a restore drill") }
+        try FileOps.makeDirectory(scratchDirectory)
+        var template = Array("\(scratchDirectory)/drill-\(label).XXXXXX".utf8CString)
+        guard let p = mkdtemp(&template) else { throw SystemError("mkdtemp", scratchDirectory) }
+        let path = String(cString: p)
+        Interrupts.shared.registerPartial(path)
+        return path
+    }
+
+    /// Removes a folder made by `makeDrillScratch(_:)`, whatever is in it.
+    public func removeDrillScratch(_ path: String) {
+        do { try FileOps.removeTree(path) } catch { logger.error("cannot remove the drill's scratch folder \(path): \(error)") }
+        Interrupts.shared.unregisterPartial(path)
     }
 
     /// Checks every artifact of `record`: present, right size, right SHA-256. `content` may read

@@ -19,10 +19,10 @@ public enum BackstopFrontend: Frontend {
                  _THREADS _ARTIFACT
         pg_dump: _DATABASE(S) _HOST _PORT _USER _PASSWORD _PASSFILE
                  _SSLMODE _BIN_DIR _FORMAT _LEVEL _THREADS _JOBS
-                 _ROW_COUNTS _MIN_BYTES _SHRINK_WARN _LOCK_TIMEOUT
+                 _ROW_COUNTS _MIN_BYTES _SHRINK_WARN _LOCK_TIMEOUT _GLOBALS
         pg_basebackup: the connection keys, _DATABASE _WAL_ARCHIVE
                  _COMPRESSION _LEVEL _WORKERS _DATA_DIR _RESTORE_OWNER
-                 _STOP_CMD _START_CMD _PRUNE_WAL
+                 _STOP_CMD _START_CMD _PRUNE_WAL _ROW_COUNTS
         rsync:   _SOURCE _LINK _EXCLUDE _DEFAULT_EXCLUDES _HARD_LINKS
                  _ACLS _XATTRS _BWLIMIT _RESTORE_OWNER _RESTORE_GROUP
                  _RESTORE_CHMOD

@@ -132,8 +132,10 @@ public final class ArchiveWriter {
     }
 
     /// Adds the object at byte-exact `path` as byte-exact `name` (names need not be UTF-8).
+    /// A regular file's bytes are also handed to `onData` as they are read (e.g. to hash each
+    /// member without reading it twice).
     @discardableResult
-    public func addPath(_ path: RawPath, as name: RawPath) throws -> Int64 {
+    public func addPath(_ path: RawPath, as name: RawPath, onData: ((UnsafeRawBufferPointer) -> Void)? = nil) throws -> Int64 {
         let entry = archive_entry_new()
         defer { archive_entry_free(entry) }
         guard var st = path.lstat() else { throw SystemError("stat", path.display) }
@@ -151,6 +153,7 @@ public final class ArchiveWriter {
             let n = read(fd, buffer, 1 << 20)
             if n < 0 { if errno == EINTR { continue }; throw SystemError("read", path.display) }
             if n == 0 { break }
+            onData?(UnsafeRawBufferPointer(start: buffer, count: n))
             let w = archive_write_data(archive, buffer, n)
             if w < 0 { try rethrowing(Int32(w), "write \(path.display)") }
             total += Int64(n)
