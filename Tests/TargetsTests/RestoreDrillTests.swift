@@ -235,13 +235,21 @@ final class RestoreDrillTests: XCTestCase {
 
     func testMessagesWhenNothingCanBeDrilled() throws {
         let plain = TestSupport.engine(dir + "/plain", [NoDrillTarget(name: "notes")])
-        XCTAssertThrowsError(try plain.drill()) { error in
-            XCTAssertTrue("\(error)".contains("no good backup yet of notes"), "\(error)")
+        // A kind without a drill is named as such, with or without a backup, and so are the kinds that have one.
+        XCTAssertThrowsError(try plain.drill(kindsWithDrill: ["archive", "sqlite"])) { error in
+            XCTAssertTrue(error is UsageError)
+            XCTAssertTrue("\(error)".contains("no restore drill for notes (plain): its kind has none; kinds with one: archive, sqlite"), "\(error)")
         }
         XCTAssertTrue(try plain.backup().succeeded)
-        XCTAssertThrowsError(try plain.drill()) { error in
+        XCTAssertThrowsError(try plain.drill(kindsWithDrill: ["archive"])) { error in
             XCTAssertTrue(error is UsageError)
-            XCTAssertTrue("\(error)".contains("no configured target supports a restore drill: notes (plain)"), "\(error)")
+            XCTAssertTrue("\(error)".contains("no restore drill for notes (plain): its kind has none; kinds with one: archive"), "\(error)")
+        }
+        // A kind with a drill but no good backup yet: exit 1's error, not a usage error.
+        let waiting = TestSupport.engine(dir + "/waiting", [ArchiveTarget(name: "tree", paths: [dir + "/none"], base: dir)])
+        XCTAssertThrowsError(try waiting.drill()) { error in
+            XCTAssertFalse(error is UsageError)
+            XCTAssertTrue("\(error)".contains("no good backup to drill yet of tree"), "\(error)")
         }
         // Built-in kinds have drills: with one beside the plain target, it is drilled and the plain one skipped.
         try TestSupport.write("x", to: dir + "/tree/x")
