@@ -73,11 +73,14 @@ public enum JournalFrontend: Frontend {
         targets.append(ArchiveTarget(name: "codebase", paths: [codebase], base: codebase, exclude: exclude,
                                      compression: Compression.parse(compressionName, level: nil,
                                                                     threads: ProcessInfo.processInfo.activeProcessorCount)!))
-        // The seed's retention: daily 7 days, weekly 4 weeks, monthly 6 months; KEEP_* overrides.
+        // The seed's retention: daily 7 days, weekly 4 weeks, monthly 6 months; KEEP_<TIER>* keys
+        // override a tier; RETENTION=gfs (or KEEP_LAST, KEEP_WITHIN, ...) replaces them all.
         let seedDefaults = RetentionPolicy(limits: ["daily": .init(days: 7), "weekly": .init(days: 28), "monthly": .init(days: 183)])
         let configured = try RetentionPolicy.from(config: config)
         var retention = seedDefaults
-        if let configured {
+        if let configured, configured.mode == .gfs {
+            retention = configured   // grandfather-father-son rules replace the seed's tiers
+        } else if let configured {
             retention.limits.merge(configured.limits) { $1 }
             retention.minimumGood = configured.minimumGood
         }
@@ -118,6 +121,14 @@ public enum JournalFrontend: Frontend {
             throw ConfigError.missingKey(key: "DATABASE_URL or POSTGRES_DB", file: config.file)
         }
         return (server, db)
+    }
+
+    /// The seed's three schedules: the database daily at 02:00, everything weekly on Sunday at
+    /// 03:00 and monthly on the 1st at 04:00; each prunes afterwards (the seed pruned monthly).
+    public static func defaultSchedules(config: Config) -> [(name: String, cron: String, arguments: [String])] {
+        [("daily", "0 2 * * *", ["backup", "--db-only", "--prune"]),
+         ("weekly", "0 3 * * 0", ["backup", "--tier", "weekly", "--prune"]),
+         ("monthly", "0 4 1 * *", ["backup", "--tier", "monthly", "--prune"])]
     }
 
     public static func selection(_ flags: JournalBackupFlags) -> [String] {
