@@ -28,6 +28,7 @@ struct DaemonCommand<F: Frontend>: ParsableCommand {
         _ = try F.deployment(config: config)
         let schedules = try ScheduleSetup<F>.load(config, configPath: configPath)
         let timeZone = try RetentionPolicy.timeZone(config)
+        let zoneName = try RetentionPolicy.timeZoneName(config) ?? "the system's (\(timeZone.identifier))"
         let clock: any DaemonClock = clockFile.map { FileClock(path: $0) } ?? SystemClock()
         let state = DaemonState()
         state.install()
@@ -37,7 +38,7 @@ struct DaemonCommand<F: Frontend>: ParsableCommand {
         stamps.timeZone = timeZone
         stamps.dateFormat = "yyyy-MM-dd HH:mm:ss ZZZZZ"
         let daemon = ScheduleDaemon(
-            schedules: schedules, timeZone: timeZone, clock: clock,
+            schedules: schedules, timeZone: timeZone, zoneName: zoneName, clock: clock,
             log: { line in
                 let stamp = stamps.string(from: clock.now())
                 FileHandle.standardOutput.write(Data("\(stamp) \(F.commandName) daemon: \(line)\n".utf8))

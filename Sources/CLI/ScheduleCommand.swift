@@ -70,7 +70,7 @@ struct ScheduleSetup<F: Frontend> {
         _ = try F.deployment(config: config)   // the schedules run with this config: it must be good
         schedules = try ScheduleSetup.load(config, configPath: configPath)
         timeZone = try RetentionPolicy.timeZone(config)
-        let tzName = config.string("TZ") == nil ? nil : timeZone.identifier
+        let tzName = try RetentionPolicy.timeZoneName(config)
         let exe = ScheduleSetup.selfExecutable
         var userName = "root"
         if let pw = getpwuid(geteuid()), let name = pw.pointee.pw_name { userName = String(cString: name) }

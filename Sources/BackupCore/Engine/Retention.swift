@@ -185,6 +185,15 @@ public struct RetentionPolicy: Sendable, Equatable {
         return tz
     }
 
+    /// The zone name `TZ` gives (cleaned as `timeZone` reads it), or nil for the system's.
+    public static func timeZoneName(_ config: Config) throws -> String? {
+        let tz = try timeZone(config)
+        guard var raw = config.string("TZ") else { return nil }
+        if raw.hasPrefix(":") { raw.removeFirst() }
+        if raw.hasPrefix("/usr/share/zoneinfo/") { raw.removeFirst("/usr/share/zoneinfo/".count) }
+        return raw == "/etc/localtime" ? nil : TimeZone(identifier: raw) != nil ? raw : tz.identifier
+    }
+
     /// A short description, for logs and `--help`-like output.
     public var summary: String {
         var parts: [String] = []

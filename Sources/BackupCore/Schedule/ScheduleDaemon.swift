@@ -57,6 +57,7 @@ public final class ScheduleDaemon {
 
     let schedules: [Schedule]
     let timeZone: TimeZone
+    let zoneName: String
     let clock: any DaemonClock
     let log: (String) -> Void
     let runner: Runner
@@ -66,11 +67,12 @@ public final class ScheduleDaemon {
     public var grace: TimeInterval = 60
 
     /// Creates a daemon loop.
-    public init(schedules: [Schedule], timeZone: TimeZone, clock: any DaemonClock, log: @escaping (String) -> Void,
+    public init(schedules: [Schedule], timeZone: TimeZone, zoneName: String? = nil, clock: any DaemonClock, log: @escaping (String) -> Void,
                 stop: @escaping () -> Bool, interruptedStatus: @escaping () -> Int32 = { ExitStatus.terminated.rawValue },
                 runner: @escaping Runner) {
         self.schedules = schedules
         self.timeZone = timeZone
+        self.zoneName = zoneName ?? timeZone.identifier
         self.clock = clock
         self.log = log
         self.runner = runner
@@ -95,7 +97,7 @@ public final class ScheduleDaemon {
         }
         let start = clock.now()
         var due: [String: Date] = [:]
-        log("daemon started with \(schedules.count) schedule(s), time zone \(timeZone.identifier)")
+        log("daemon started with \(schedules.count) schedule(s), time zone \(zoneName)")
         for s in schedules {
             due[s.name] = s.cron.next(after: start, in: timeZone)
             log("\(s.name): \(s.cron.source): \(s.arguments.joined(separator: " ")); first run \(due[s.name].map(format) ?? "never")")
