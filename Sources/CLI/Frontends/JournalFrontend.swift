@@ -38,6 +38,9 @@ public enum JournalFrontend: Frontend {
                             node_modules, .venv, the backup dir: always)
       CODEBASE_COMPRESSION  gzip (default) or zstd
       KEEP_DAILY_DAYS=7 KEEP_WEEKLY_DAYS=28 KEEP_MONTHLY_DAYS=183
+                            (or RETENTION=gfs KEEP_LAST KEEP_DAILY ...)
+      SCHEDULE_<NAME>="CRON: COMMAND"  default: daily 02:00 --db-only,
+                            weekly Sun 03:00, monthly 1st 04:00
     Targets: db, codebase. Tiers: backup --tier daily|weekly|monthly.
     """
 
