@@ -30,8 +30,7 @@ struct DaemonCommand<F: Frontend>: ParsableCommand {
         let timeZone = try RetentionPolicy.timeZone(config)
         let zoneName = try RetentionPolicy.timeZoneName(config) ?? "the system's (\(timeZone.identifier))"
         let clock: any DaemonClock = clockFile.map { FileClock(path: $0) } ?? SystemClock()
-        let state = DaemonState()
-        state.install()
+        StopSignals.install()
         let exe = ScheduleSetup<F>.selfExecutable
         let stamps = DateFormatter()
         stamps.locale = Locale(identifier: "en_US_POSIX")
@@ -43,9 +42,9 @@ struct DaemonCommand<F: Frontend>: ParsableCommand {
                 let stamp = stamps.string(from: clock.now())
                 FileHandle.standardOutput.write(Data("\(stamp) \(F.commandName) daemon: \(line)\n".utf8))
             },
-            stop: { state.signal != nil },
-            interruptedStatus: { state.signal == SIGINT ? ExitStatus.interrupted.rawValue : ExitStatus.terminated.rawValue },
-            runner: { schedule in state.run(exe, schedule.arguments + ["--config", configPath]) })
+            stop: { StopSignals.received != nil },
+            interruptedStatus: { StopSignals.received == SIGINT ? ExitStatus.interrupted.rawValue : ExitStatus.terminated.rawValue },
+            runner: { schedule in runSupervised(exe, schedule.arguments + ["--config", configPath]) })
         let status = daemon.run()
         switch status {
         case 0: return
@@ -56,52 +55,19 @@ struct DaemonCommand<F: Frontend>: ParsableCommand {
     }
 }
 
-/// The daemon's signal handling and its one running child.
-final class DaemonState: @unchecked Sendable {
-    private let lock = NSLock()
-    private var received: Int32?
-    private var child: pid_t?
-    private var sources: [DispatchSourceSignal] = []
-
-    /// The stop signal received, if any.
-    var signal: Int32? { lock.lock(); defer { lock.unlock() }; return received }
-
-    /// SIGTERM and SIGINT stop the loop and are passed to a running child; SIGHUP is ignored.
-    func install() {
-        Glibc.signal(SIGHUP, SIG_IGN)
-        Glibc.signal(SIGPIPE, SIG_IGN)
-        for sig in [SIGTERM, SIGINT] {
-            Glibc.signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { [self] in
-                lock.lock()
-                received = received ?? sig
-                let pid = child
-                lock.unlock()
-                if let pid { kill(pid, sig) }
-            }
-            source.resume()
-            sources.append(source)
-        }
+/// Runs the executable with `arguments`, its output going to ours, and waits; the child is
+/// registered with `StopSignals` so SIGTERM reaches it.
+func runSupervised(_ executable: String, _ arguments: [String]) -> Int32 {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: executable)
+    p.arguments = arguments
+    p.standardInput = FileHandle(forReadingAtPath: "/dev/null")
+    do { try p.run() } catch {
+        FileHandle.standardError.write(Data("cannot start \(executable): \(error)\n".utf8))
+        return ExitStatus.failure.rawValue
     }
-
-    /// Runs the executable with `arguments`, its output going to ours, and waits.
-    func run(_ executable: String, _ arguments: [String]) -> Int32 {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = arguments
-        p.standardInput = FileHandle(forReadingAtPath: "/dev/null")
-        do { try p.run() } catch {
-            FileHandle.standardError.write(Data("cannot start \(executable): \(error)\n".utf8))
-            return ExitStatus.failure.rawValue
-        }
-        lock.lock()
-        child = p.processIdentifier
-        let early = received
-        lock.unlock()
-        if let early { kill(p.processIdentifier, early) }
-        p.waitUntilExit()
-        lock.lock(); child = nil; lock.unlock()
-        return p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus
-    }
+    StopSignals.supervise(p.processIdentifier)
+    p.waitUntilExit()
+    StopSignals.supervise(nil)
+    return p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus
 }

@@ -103,7 +103,7 @@ struct ScheduleSetup<F: Frontend> {
     }
 
     /// Runs systemctl; a failure is one line naming the command.
-    func systemctl(_ args: [String], user: Bool) throws {
+    static func systemctl(_ args: [String], user: Bool) throws {
         let full = (user ? ["--user"] : []) + args
         let outcome = try ChildProcess("systemctl", full).run()
         if outcome.status != 0 {
@@ -141,7 +141,7 @@ struct ScheduleInstall<F: Frontend>: ParsableCommand {
         if live && kind == .systemd {
             let wanted = Set(try installer.files(.systemd).map(\.path))
             let stale = timers(installer.installed(.systemd, root: "").filter { !wanted.contains($0) })
-            if !stale.isEmpty { try setup.systemctl(["disable", "--now"] + stale, user: options.user) }
+            if !stale.isEmpty { try ScheduleSetup<F>.systemctl(["disable", "--now"] + stale, user: options.user) }
         }
         let (written, removed) = try installer.write(kind, root: root)
         for p in written { print("wrote   \(root)\(p)") }
@@ -149,8 +149,8 @@ struct ScheduleInstall<F: Frontend>: ParsableCommand {
         if kind == .systemd {
             let enable = timers(written)
             if live {
-                try setup.systemctl(["daemon-reload"], user: options.user)
-                try setup.systemctl(["enable", "--now"] + enable, user: options.user)
+                try ScheduleSetup<F>.systemctl(["daemon-reload"], user: options.user)
+                try ScheduleSetup<F>.systemctl(["enable", "--now"] + enable, user: options.user)
                 print("enabled \(enable.joined(separator: " "))")
             } else {
                 print("staged; on the target system run: systemctl\(options.user ? " --user" : "") daemon-reload && systemctl\(options.user ? " --user" : "") enable --now \(enable.joined(separator: " "))")
@@ -171,20 +171,22 @@ struct ScheduleUninstall<F: Frontend>: ParsableCommand {
     @OptionGroup var options: ScheduleOptions
 
     func run() throws {
-        let setup = try ScheduleSetup<F>(global, options, requireFile: false)
+        // Only the prefix matters: uninstall works even when the config no longer loads.
+        let installer = ScheduleInstaller(executable: "", config: URL(fileURLWithPath: global.config).standardizedFileURL.path,
+                                          prefix: options.prefix ?? F.commandName, schedules: [], user: options.user)
         let root = options.stagingRoot
         var removed: [String] = []
         for kind in options.kinds {
-            let found = setup.installer.installed(kind, root: root)
+            let found = installer.installed(kind, root: root)
             if kind == .systemd && root.isEmpty && !found.isEmpty {
                 let timers = found.filter { $0.hasSuffix(".timer") }.map { ($0 as NSString).lastPathComponent }
-                if !timers.isEmpty { try setup.systemctl(["disable", "--now"] + timers, user: options.user) }
+                if !timers.isEmpty { try ScheduleSetup<F>.systemctl(["disable", "--now"] + timers, user: options.user) }
             }
-            removed += try setup.installer.remove(kind, root: root)
-            if kind == .systemd && root.isEmpty && !found.isEmpty { try setup.systemctl(["daemon-reload"], user: options.user) }
+            removed += try installer.remove(kind, root: root)
+            if kind == .systemd && root.isEmpty && !found.isEmpty { try ScheduleSetup<F>.systemctl(["daemon-reload"], user: options.user) }
         }
         for p in removed { print("removed \(root)\(p)") }
-        if removed.isEmpty { print("nothing installed with prefix \(setup.installer.prefix) under \(root.isEmpty ? "/" : root)") }
+        if removed.isEmpty { print("nothing installed with prefix \(installer.prefix) under \(root.isEmpty ? "/" : root)") }
     }
 }
 

@@ -89,12 +89,23 @@ final class ScheduleCLITests: XCTestCase {
         XCTAssertTrue(try read(units + "/backstop-verify.timer").contains("OnCalendar=Mon *-*-* 06:15:00 UTC"))
         XCTAssertNil(try verify([units + "/backstop-verify.service", units + "/backstop-verify.timer"]))
 
-        // A unit file someone else wrote is never overwritten.
+        // A unit file someone else wrote is never overwritten, nor removed; uninstall works
+        // even with a config that no longer loads.
         try TestSupport.write("[Unit]\n", to: units + "/backstop-other.timer")
+        try TestSupport.write("[Unit]\n", to: units + "/backstop-verify.service")
+        let refused = try run(["schedule", "install", "--systemd", "--root", root])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.stderr.contains("backstop-verify.service exists and was not written by schedule install"), refused.stderr)
+        XCTAssertEqual(try read(units + "/backstop-verify.service"), "[Unit]\n")
+        try FileOps.removeTree(units + "/backstop-verify.service")
+        try writeConfig("TARGET_CODE_KIND=tarball")
         let uninstall = try run(["schedule", "uninstall", "--root", root])
         XCTAssertEqual(uninstall.status, 0, uninstall.stderr)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: units), ["backstop-other.timer"])
-        XCTAssertEqual(try run(["schedule", "status", "--root", root]).status, 1)
+        try writeConfig("")
+        let status2 = try run(["schedule", "status", "--root", root])
+        XCTAssertEqual(status2.status, 1)
+        XCTAssertTrue(status2.stdout.contains("systemd: not installed") && status2.stdout.contains("cron: not installed"), status2.stdout)
     }
 
     func testJournalDefaultsAreTheSeedsThreeSchedules() throws {
@@ -253,10 +264,9 @@ final class ScheduleCLITests: XCTestCase {
         XCTAssertTrue(TestSupport.waitFor(30) { out.value.contains("sleeping until") }, out.value)
         try setClock(clock, "2030-01-01 02:00:00")
         XCTAssertTrue(TestSupport.waitFor(30) { out.value.contains("daily: due at 2030-01-01 02:00:00 Z; running: backup") }, out.value)
-        // Wait until the run is inside its stop command (its staging folder exists).
-        XCTAssertTrue(TestSupport.waitFor(30) {
-            ((try? FileManager.default.contentsOfDirectory(atPath: self.dir + "/backups/daily")) ?? []).contains { $0.hasSuffix(".partial") }
-        }, out.value)
+        // Wait until the run is inside its stop command (it logs the command as it starts it).
+        XCTAssertTrue(TestSupport.waitFor(30) { out.value.contains("stop command: sleep 60") }, out.value)
+        XCTAssertTrue(((try? FileManager.default.contentsOfDirectory(atPath: dir + "/backups/daily")) ?? []).contains { $0.hasSuffix(".partial") })
         let started = Date()
         kill(p.processIdentifier, SIGTERM)
         XCTAssertTrue(TestSupport.waitFor(30) { !p.isRunning }, out.value)
@@ -290,6 +300,12 @@ final class ScheduleCLITests: XCTestCase {
         XCTAssertEqual(rows[0]["keptBy"] as? [String], ["last #1", "within 30d"])
         XCTAssertEqual(rows[2]["keptBy"] as? [String], ["within 30d"])
         XCTAssertEqual(rows.map { $0["remove"] as? Bool }, [false, false, false])
+
+        // After a failed run, backup --prune removes nothing (KEEP_LAST=1 would remove two).
+        try writeConfig("RETENTION_DAYS=30\nKEEP_LAST=1\nTARGETS=code db\nTARGET_DB_KIND=sqlite\nTARGET_DB_PATH=missing.db")
+        let failed = try run(["backup", "--prune", "-q"])
+        XCTAssertEqual(failed.status, 1, failed.stderr)
+        XCTAssertEqual(sets("daily").count, 4, "the partial set is kept and nothing was pruned")
 
         // An ambiguous key is refused with one line.
         try writeConfig("RETENTION=tiers\nRETENTION_DAYS=30")
