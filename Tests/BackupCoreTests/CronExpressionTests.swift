@@ -182,6 +182,21 @@ final class CronExpressionTests: XCTestCase {
         }
     }
 
+    /// Paths with spaces, quotes and `%` reach cron's shell and systemd's ExecStart intact.
+    func testInstallerQuotesWordsForCronAndSystemd() throws {
+        XCTAssertEqual(ScheduleInstaller.cronWord("/etc/backstop/app.env"), "/etc/backstop/app.env")
+        XCTAssertEqual(ScheduleInstaller.cronWord("/srv/my dir/50%.env"), #"'/srv/my dir/50\%.env'"#)
+        XCTAssertEqual(ScheduleInstaller.cronWord("it's"), #"'it'\''s'"#)
+        XCTAssertEqual(ScheduleInstaller.systemdWord("/srv/my dir/50%.env"), #""/srv/my dir/50%%.env""#)
+        XCTAssertEqual(ScheduleInstaller.systemdWord("a$b"), "a$$b")
+        let s = Schedule(name: "daily", cron: try CronExpression("0 2 * * *"), arguments: ["backup"])
+        let installer = ScheduleInstaller(executable: "/usr/local/bin/backstop", config: "/srv/my dir/app.env", prefix: "app-1", schedules: [s])
+        let files = try installer.files(.systemd)
+        XCTAssertEqual(files.map(\.path), ["/etc/systemd/system/app-1-daily.service", "/etc/systemd/system/app-1-daily.timer"])
+        XCTAssertTrue(files[0].contents.contains("\nExecStart=/usr/local/bin/backstop backup --config \"/srv/my dir/app.env\"\n"), files[0].contents)
+        XCTAssertThrowsError(try ScheduleInstaller(executable: "/x", config: "/y", prefix: "Bad_Prefix", schedules: [s]).files(.cron))
+    }
+
     // MARK: schedule keys
 
     let defaults: [(name: String, cron: String, arguments: [String])] = [("daily", "0 2 * * *", ["backup", "--prune"])]

@@ -119,6 +119,19 @@ final class RetentionPropertyTests: XCTestCase {
         XCTAssertEqual(berlin.map(\.keep), [true, true])
     }
 
+    /// New York, 2024-11-03: 01:30 EDT and 01:10 EST (40 minutes later) are the same local hour,
+    /// so one hourly slot covers both; the spring gap (02:00-03:00 on 2024-03-10) has no hour.
+    func testHourlyBucketsAcrossDaylightSavingChanges() {
+        let ny = TimeZone(identifier: "America/New_York")!
+        let autumn = [candidate(date("2024-11-03 05:30"), 1), candidate(date("2024-11-03 06:10"), 2), candidate(date("2024-11-03 07:05"), 3)]
+        let a = RetentionPolicy(gfs: .init(hourly: 10), timeZone: ny).decide(autumn, now: Date())
+        XCTAssertEqual(a.map(\.reason), ["kept: hourly #1", "kept: hourly #2", "no rule keeps it"])
+        // 01:59 EST and 03:01 EDT are a minute apart in real time but two hour buckets.
+        let spring = [candidate(date("2024-03-10 06:59"), 1), candidate(date("2024-03-10 07:01"), 2)]
+        let s = RetentionPolicy(gfs: .init(hourly: 10), timeZone: ny).decide(spring, now: Date())
+        XCTAssertEqual(s.map(\.reason), ["kept: hourly #1", "kept: hourly #2"])
+    }
+
     /// KEEP_WITHIN counts back from the stream's newest set, not from now: backups that
     /// stopped a month ago lose nothing to the passing of time.
     func testWithinCountsFromTheNewestSet() {

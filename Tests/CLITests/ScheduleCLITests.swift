@@ -108,6 +108,27 @@ final class ScheduleCLITests: XCTestCase {
         XCTAssertTrue(status2.stdout.contains("systemd: not installed") && status2.stdout.contains("cron: not installed"), status2.stdout)
     }
 
+    /// A config in a folder whose name has a space and a `%`, and another prefix: the units
+    /// still verify, and the cron line quotes the path for the shell.
+    func testAwkwardConfigPathAndPrefix() throws {
+        let odd = dir + "/my conf 100%"
+        try TestSupport.write("print('hello')\n", to: odd + "/src/app.py")
+        config = odd + "/app.env"
+        try writeConfig("")
+        let root = dir + "/root"
+        let install = try run(["schedule", "install", "--systemd", "--root", root, "--prefix", "shop"])
+        XCTAssertEqual(install.status, 0, install.stderr)
+        let units = root + "/etc/systemd/system"
+        let service = try read(units + "/shop-daily.service")
+        XCTAssertTrue(service.contains(" backup --config \"\(dir)/my conf 100%%/app.env\"\n"), service)
+        XCTAssertNil(try verify([units + "/shop-daily.service", units + "/shop-daily.timer"]))
+        let cron = try run(["schedule", "install", "--cron", "--root", root, "--prefix", "shop"])
+        XCTAssertEqual(cron.status, 0, cron.stderr)
+        XCTAssertTrue(try read(root + "/etc/cron.d/shop").contains(" backup --config '\(dir)/my conf 100\\%/app.env' -q\n"))
+        XCTAssertEqual(try run(["schedule", "status", "--root", root, "--prefix", "shop"]).status, 0)
+        XCTAssertEqual(try run(["schedule", "status", "--root", root]).status, 1, "the default prefix has nothing installed")
+    }
+
     func testJournalDefaultsAreTheSeedsThreeSchedules() throws {
         try TestSupport.write("SQLITE_PATH=app.db\nCODEBASE_DIR=src\n", to: config, mode: 0o600)
         let root = dir + "/root"
