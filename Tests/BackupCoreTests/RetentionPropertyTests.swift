@@ -29,10 +29,15 @@ final class RetentionPropertyTests: XCTestCase {
         XCTAssertEqual(gfs.timeZone.identifier, "Europe/Berlin")
         XCTAssertEqual(try policy(["RETENTION": "gfs", "KEEP_DAILY": "7"])?.gfs, .init(daily: 7))
         XCTAssertEqual(try policy(["KEEP_WITHIN": "36h"])?.gfs, .init(within: 36 * 3600))
-        // The seeds' keys: RETENTION_DAYS alone is a policy (KEEP_WITHIN in days); CEP's weeks.
+        // The seeds' keys: RETENTION_DAYS alone is a policy (KEEP_WITHIN in days); CEP's
+        // RETENTION_WEEKS keeps its weekly tier that many weeks, in either mode.
         let seed = try XCTUnwrap(policy(["RETENTION_DAYS": "30", "RETENTION_WEEKS": "12"]))
         XCTAssertEqual(seed.mode, .gfs)
-        XCTAssertEqual(seed.gfs, .init(weekly: 12, within: 30 * 86_400))
+        XCTAssertEqual(seed.gfs, .init(within: 30 * 86_400))
+        XCTAssertEqual(seed.limits, ["weekly": .init(days: 84)])
+        let weeksOnly = try XCTUnwrap(policy(["RETENTION_WEEKS": "12"]))
+        XCTAssertEqual(weeksOnly.mode, .tiers, "daily sets stay: only the weekly tier has a limit")
+        XCTAssertEqual(weeksOnly.limits, ["weekly": .init(days: 84)])
         // KEEP_HOURLY is a tier count when hourly is a tier.
         let hourlyTier = try XCTUnwrap(policy(["KEEP_TIERS": "hourly", "KEEP_HOURLY": "24"]))
         XCTAssertEqual(hourlyTier.mode, .tiers)
@@ -52,6 +57,7 @@ final class RetentionPropertyTests: XCTestCase {
         XCTAssertTrue(message(["RETENTION": "sometimes"]).hasPrefix("config: invalid value for RETENTION"))
         XCTAssertTrue(message(["KEEP_LAST": "2", "KEEP_DAYLY": "7"]).hasPrefix("config: unknown key KEEP_DAYLY in /etc/app.env (with RETENTION=gfs"))
         XCTAssertTrue(message(["RETENTION_DAYS": "0"]).hasPrefix("config: invalid value for RETENTION_DAYS"))
+        XCTAssertTrue(message(["RETENTION_WEEKS": "12", "KEEP_WEEKLY_DAYS": "84"]).contains("only one of KEEP_WEEKLY_DAYS and RETENTION_WEEKS"))
     }
 
     func testDurations() {

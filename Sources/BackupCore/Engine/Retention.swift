@@ -106,7 +106,7 @@ public struct RetentionPolicy: Sendable, Equatable {
 
     /// Keys that only mean something in `gfs` mode; any of them selects it when `RETENTION`
     /// is unset.
-    static let gfsMarkers = ["KEEP_LAST", "KEEP_HOURLY", "KEEP_YEARLY", "KEEP_WITHIN", "RETENTION_DAYS", "RETENTION_WEEKS"]
+    static let gfsMarkers = ["KEEP_LAST", "KEEP_HOURLY", "KEEP_YEARLY", "KEEP_WITHIN", "RETENTION_DAYS"]
 
     /// Reads the retention keys (see the type's documentation and README "Retention"). Nil when
     /// no retention is configured.
@@ -148,7 +148,11 @@ public struct RetentionPolicy: Sendable, Equatable {
             let k = tierKey(tier)
             let countKey = mode == .tiers ? try either(k, k + "_SETS") : (config.string(k + "_SETS") == nil ? nil : k + "_SETS")
             let c = try countKey.flatMap { try count($0) }
-            let days = try count(k + "_DAYS")
+            var days = try count(k + "_DAYS")
+            // CEP's RETENTION_WEEKS: its weekly tier, kept that many weeks.
+            if tier == "weekly", try either(k + "_DAYS", "RETENTION_WEEKS") == "RETENTION_WEEKS" {
+                days = try count("RETENTION_WEEKS").map { $0 * 7 }
+            }
             if c != nil || days != nil { limits[tier] = Limit(count: c, days: days) }
         }
         let minimum = try config.int("KEEP_MINIMUM", default: 1, range: 1...1000)
@@ -158,13 +162,9 @@ public struct RetentionPolicy: Sendable, Equatable {
         var gfs = GFS(last: try count("KEEP_LAST"), hourly: try count("KEEP_HOURLY"), daily: try count("KEEP_DAILY"),
                       weekly: try count("KEEP_WEEKLY"), monthly: try count("KEEP_MONTHLY"), yearly: try count("KEEP_YEARLY"),
                       within: try ConfigDuration.read(config, "KEEP_WITHIN"))
-        // The seeds' keys: RETENTION_DAYS is KEEP_WITHIN in days, RETENTION_WEEKS (CEP's weekly
-        // dumps) is KEEP_WEEKLY.
+        // The seeds' RETENTION_DAYS is KEEP_WITHIN in days.
         if try either("KEEP_WITHIN", "RETENTION_DAYS") == "RETENTION_DAYS" {
             gfs.within = TimeInterval(try config.int("RETENTION_DAYS", default: 0, range: 1...100_000)) * 86_400
-        }
-        if try either("KEEP_WEEKLY", "RETENTION_WEEKS") == "RETENTION_WEEKS" {
-            gfs.weekly = try count("RETENTION_WEEKS")
         }
         if gfs.isEmpty && limits.isEmpty {
             throw ConfigError.missingKey(key: "KEEP_LAST, KEEP_DAILY, ... or KEEP_WITHIN (RETENTION=gfs needs at least one rule)", file: config.file)

@@ -28,9 +28,9 @@ public enum BackstopFrontend: Frontend {
                  _RESTORE_CHMOD
         minio:   _DATA_DIR _BUCKET _COMPRESSION _LEVEL _THREADS
                  _MIN_BYTES _STOP_CMD _START_CMD
-      KEEP_<TIER>, KEEP_<TIER>_DAYS, KEEP_MINIMUM   retention by tier
+      KEEP_<TIER>, KEEP_<TIER>_DAYS, KEEP_MINIMUM, RETENTION_WEEKS   by tier
       RETENTION=gfs KEEP_LAST KEEP_HOURLY KEEP_DAILY KEEP_WEEKLY KEEP_MONTHLY
-        KEEP_YEARLY KEEP_WITHIN (or RETENTION_DAYS, RETENTION_WEEKS) TZ
+        KEEP_YEARLY KEEP_WITHIN (or RETENTION_DAYS) TZ
                            grandfather-father-son retention
       SCHEDULE_<NAME>="CRON: COMMAND", BACKUP_SCHEDULE   schedules
       ALERT_WEBHOOK_URL, HEALTHCHECK_URL, ALERT_EMAIL_TO, SMTP_URL  alerts
