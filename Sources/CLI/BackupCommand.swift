@@ -38,10 +38,10 @@ struct BackupCommand<F: Frontend>: ParsableCommand {
             throw error
         }
         if prune && session.deployment.retention == nil {
-            throw UsageError("--prune: no retention is configured (set KEEP_DAILY, KEEP_DAILY_DAYS, ...)")
+            throw UsageError("--prune: no retention is configured (set KEEP_DAILY_DAYS, KEEP_DAILY, ... or RETENTION_DAYS)")
         }
         let selection = only + F.selection(extra)
-        if let retention = session.deployment.retention, retention.limits[tier] == nil {
+        if let retention = session.deployment.retention, retention.mode == .tiers, retention.limits[tier] == nil {
             let k = "KEEP_" + tier.uppercased().replacingOccurrences(of: "-", with: "_")
             session.engine.logger.warning("no retention applies to tier \(tier): its backups are kept until removed (set \(k) or \(k)_DAYS\(["daily", "weekly", "monthly"].contains(tier) ? "" : ", with KEEP_TIERS=\(tier)"))")
         }

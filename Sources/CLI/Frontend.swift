@@ -20,6 +20,18 @@ public protocol Frontend {
 
     /// The targets the extra backup flags select (empty: no restriction).
     static func selection(_ flags: BackupFlags) -> [String]
+
+    /// The schedules `schedule install` and `daemon` use when the config changes none
+    /// (name, cron expression, arguments).
+    static func defaultSchedules(config: Config) -> [(name: String, cron: String, arguments: [String])]
+}
+
+extension Frontend {
+    /// A daily backup at 02:00, pruning when retention is configured.
+    public static func defaultSchedules(config: Config) -> [(name: String, cron: String, arguments: [String])] {
+        let retention = (try? RetentionPolicy.from(config: config)) ?? nil
+        return [("daily", "0 2 * * *", ["backup"] + (retention == nil ? [] : ["--prune"]))]
+    }
 }
 
 /// A deployment: where backups go and what is backed up.

@@ -20,7 +20,7 @@ public struct RootCommand<F: Frontend>: ParsableCommand {
             subcommands: [
                 BackupCommand<F>.self, ListCommand<F>.self, VerifyCommand<F>.self, RestoreCommand<F>.self,
                 RemoveCommand<F>.self, PruneCommand<F>.self, StatsCommand<F>.self, CheckCommand<F>.self,
-                HealthCommand<F>.self, AlertCommand<F>.self,
+                HealthCommand<F>.self, AlertCommand<F>.self, ScheduleCommand<F>.self, DaemonCommand<F>.self,
             ]
         )
     }

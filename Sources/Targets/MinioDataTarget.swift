@@ -91,6 +91,9 @@ public struct MinioDataTarget: BackupTarget {
     private func hook(_ label: String, _ command: String, logger: Logger) throws {
         logger.info("\(label) command: \(command)")
         let outcome = try ChildProcess("/bin/sh", ["-c", command]).run()
+        // A hook killed by our own SIGINT/SIGTERM: let the handler exit 130/143 instead of
+        // reporting the kill as the hook's failure.
+        if outcome.status != 0 { try Interrupts.shared.yieldToSignal() }
         guard outcome.status == 0 else { throw OperationError("\(label) command failed with exit \(outcome.status): \(outcome.lastErrorLine)") }
     }
 

@@ -10,6 +10,7 @@ final class DurationTests: XCTestCase {
         XCTAssertEqual(ConfigUnits.duration("7d"), 604_800)
         XCTAssertEqual(ConfigUnits.duration("2w"), 1_209_600)
         XCTAssertEqual(ConfigUnits.duration("1h30m"), 5400)
+        XCTAssertEqual(ConfigUnits.duration("1d12h"), 129_600)
         XCTAssertEqual(ConfigUnits.duration("1.5h"), 5400)
         for bad in ["", "26", "h", "26x", "-1h", "1h30", "1 h"] { XCTAssertNil(ConfigUnits.duration(bad), bad) }
         XCTAssertEqual(ConfigUnits.format(93600), "26h")

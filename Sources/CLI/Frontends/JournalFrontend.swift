@@ -38,6 +38,9 @@ public enum JournalFrontend: Frontend {
                             node_modules, .venv, the backup dir: always)
       CODEBASE_COMPRESSION  gzip (default) or zstd
       KEEP_DAILY_DAYS=7 KEEP_WEEKLY_DAYS=28 KEEP_MONTHLY_DAYS=183
+                            (or RETENTION=gfs KEEP_LAST KEEP_DAILY ...)
+      SCHEDULE_<NAME>="CRON: COMMAND"  default: daily 02:00 --db-only,
+                            weekly Sun 03:00, monthly 1st 04:00
       Alerts, health thresholds and metrics: the keys of backstop (see the
       README: ALERT_*, SLACK_WEBHOOK_URL, MAX_AGE, METRICS_FILE, ...)
     Targets: db, codebase. Tiers: backup --tier daily|weekly|monthly.
@@ -75,11 +78,14 @@ public enum JournalFrontend: Frontend {
         targets.append(ArchiveTarget(name: "codebase", paths: [codebase], base: codebase, exclude: exclude,
                                      compression: Compression.parse(compressionName, level: nil,
                                                                     threads: ProcessInfo.processInfo.activeProcessorCount)!))
-        // The seed's retention: daily 7 days, weekly 4 weeks, monthly 6 months; KEEP_* overrides.
+        // The seed's retention: daily 7 days, weekly 4 weeks, monthly 6 months; KEEP_<TIER>* keys
+        // override a tier; RETENTION=gfs (or KEEP_LAST, KEEP_WITHIN, ...) replaces them all.
         let seedDefaults = RetentionPolicy(limits: ["daily": .init(days: 7), "weekly": .init(days: 28), "monthly": .init(days: 183)])
         let configured = try RetentionPolicy.from(config: config)
         var retention = seedDefaults
-        if let configured {
+        if let configured, configured.mode == .gfs {
+            retention = configured   // grandfather-father-son rules replace the seed's tiers
+        } else if let configured {
             retention.limits.merge(configured.limits) { $1 }
             retention.minimumGood = configured.minimumGood
         }
@@ -120,6 +126,14 @@ public enum JournalFrontend: Frontend {
             throw ConfigError.missingKey(key: "DATABASE_URL or POSTGRES_DB", file: config.file)
         }
         return (server, db)
+    }
+
+    /// The seed's three schedules: the database daily at 02:00, everything weekly on Sunday at
+    /// 03:00 and monthly on the 1st at 04:00; each prunes afterwards (the seed pruned monthly).
+    public static func defaultSchedules(config: Config) -> [(name: String, cron: String, arguments: [String])] {
+        [("daily", "0 2 * * *", ["backup", "--db-only", "--prune"]),
+         ("weekly", "0 3 * * 0", ["backup", "--tier", "weekly", "--prune"]),
+         ("monthly", "0 4 1 * *", ["backup", "--tier", "monthly", "--prune"])]
     }
 
     public static func selection(_ flags: JournalBackupFlags) -> [String] {
