@@ -91,7 +91,7 @@ public struct MinioDataTarget: BackupTarget {
     private func hook(_ label: String, _ command: String, logger: Logger) throws {
         logger.info("\(label) command: \(command)")
         let outcome = try ChildProcess("/bin/sh", ["-c", command]).run()
-        guard outcome.status == 0 else { throw OperationError("\(label) command failed with exit \(outcome.status): \(outcome.lastErrorLine)") }
+        guard outcome.status == 0 else { throw OperationError("\(label) command failed with \(outcome.termination): \(outcome.relevantLines.isEmpty ? "(no output)" : outcome.relevantLines.joined(separator: " | "))") }
     }
 
     /// Runs `body` between the stop and start hooks; the start hook runs whatever happens.

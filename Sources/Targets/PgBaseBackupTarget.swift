@@ -140,7 +140,7 @@ public struct PgBaseBackupTarget: BackupTarget {
         if outcome.status != 0 { try Interrupts.shared.yieldToSignal() }
         guard outcome.status == 0 else {
             writer.abandon()
-            throw OperationError("pg_basebackup failed (exit \(outcome.status)): \(outcome.lastErrorLine)")
+            throw outcome.error("pg_basebackup")
         }
         let (bytes, sha) = try writer.finish()
         // The connection sat idle through the whole copy (idle_session_timeout may have closed
@@ -440,7 +440,7 @@ public struct PgBaseBackupTarget: BackupTarget {
 
     static func shell(_ command: String, what: String) throws {
         let outcome = try ChildProcess("/bin/sh", ["-c", command]).run()
-        guard outcome.status == 0 else { throw OperationError("\(what) '\(command)' failed (exit \(outcome.status)): \(outcome.lastErrorLine)") }
+        guard outcome.status == 0 else { throw outcome.error("\(what) '\(command)'") }
     }
 
     static func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }

@@ -182,10 +182,10 @@ public struct PgDumpTarget: BackupTarget {
             if outcome.status != 0 { try Interrupts.shared.yieldToSignal() }
             guard outcome.status == 0 else {
                 writer.abandon()
-                let line = outcome.lastErrorLine
+                let line = outcome.relevantLines.joined(separator: " | ")
                 let hint = line.contains("statement timeout") || line.contains("lock timeout")
                     ? " (a table stayed locked by another session for longer than LOCK_TIMEOUT=\(lockTimeout)s)" : ""
-                throw OperationError("pg_dump of \(db) failed (exit \(outcome.status)): \(line)\(hint)")
+                throw OperationError("\(outcome.error("pg_dump of \(db)").message)\(hint)")
             }
             let (bytes, sha) = try writer.finish()
             let counts = try counted.get()
@@ -250,7 +250,7 @@ public struct PgDumpTarget: BackupTarget {
         })
         let (outcome, text) = try child.capture()
         guard outcome.status == 0 else {
-            throw OperationError("pg_restore --list failed: \(outcome.lastErrorLine)")
+            throw outcome.error("pg_restore --list")
         }
         return text.split(separator: "\n").filter { !$0.hasPrefix(";") && !$0.isEmpty }.count
     }
@@ -594,7 +594,7 @@ public struct PgDumpTarget: BackupTarget {
 
     private func run(_ child: ChildProcess, what: String) throws {
         let outcome = try child.run()
-        guard outcome.status == 0 else { throw OperationError("\(what) failed (exit \(outcome.status)): \(outcome.lastErrorLine)") }
+        guard outcome.status == 0 else { throw outcome.error(what) }
     }
 
     private func dumpForSafety(database: String, to path: String, tool: PostgresTool) throws {
@@ -603,7 +603,7 @@ public struct PgDumpTarget: BackupTarget {
             let outcome = try ChildProcess(tool.path, ["--format=custom", "--no-password", "--dbname=\(Self.conninfo(database))"],
                                            environment: server.childEnvironment).run { try writer.write($0) }
             guard outcome.status == 0 else {
-                throw OperationError("safety dump of \(database) failed, nothing was changed: \(outcome.lastErrorLine)")
+                throw OperationError("safety dump of \(database) failed, nothing was changed: \(outcome.error("pg_dump").message)")
             }
             _ = try writer.finish()
         } catch {

@@ -23,7 +23,8 @@ extension BackupEngine {
             }
             var tagged = logger
             tagged[metadataKey: "target"] = "\(target.name)"
-            let context = VerifyContext(setDirectory: set.directory, deep: false, logger: tagged, showProgress: showProgress)
+            let context = VerifyContext(setDirectory: set.directory, deep: false, logger: tagged, showProgress: showProgress,
+                                        checkSidecars: false)
             do {
                 guard let report = try target.restoreDrill(record, context: context) else {
                     if !only.isEmpty { throw UsageError("target '\(target.name)' (\(target.kind)) has no restore drill") }

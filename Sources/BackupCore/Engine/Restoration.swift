@@ -12,7 +12,8 @@ extension BackupEngine {
             }
             if let found = good.first(where: { $0.1.finishedAt <= before }) { return found }
             if let oldest = good.last {
-                throw OperationError("no good backup of '\(name)' finished before \(Format.iso8601(before)); the oldest finished at \(Format.iso8601(oldest.1.finishedAt))")
+                // A bad argument, like a time after the newest archived WAL: both exit 2.
+                throw UsageError("--to-time \(Format.iso8601(before)) is before any good backup of '\(name)' finished; the oldest finished at \(Format.iso8601(oldest.1.finishedAt)): pick a later time")
             }
         }
         if id == "latest" {
@@ -45,7 +46,8 @@ extension BackupEngine {
         if !options.dryRun {
             // Never restore from a damaged backup: check it first, thoroughly (a snapshot tree's
             // files are re-hashed: a same-size corruption must not overwrite good live data).
-            let verifyContext = VerifyContext(setDirectory: set.directory, deep: true, logger: tagged, showProgress: showProgress)
+            let verifyContext = VerifyContext(setDirectory: set.directory, deep: true, logger: tagged, showProgress: showProgress,
+                                              checkSidecars: false)
             let problems = target.verify(record, context: verifyContext).filter { $0.severity == .error }
             if let first = problems.first {
                 throw OperationError("backup \(set.id) of '\(name)' failed verification, not restoring: \(first.message)")
@@ -58,6 +60,18 @@ extension BackupEngine {
         }
         // A signal mid-restore stops the work and lets the target roll back before exiting.
         return try Interrupts.shared.deferring { try target.restore(record, context: context) }
+    }
+}
+
+extension BackupEngine {
+    /// Lets every target update what it keeps beside the sets (e.g. a `latest` link) after
+    /// sets were removed. A failure is a warning: the removal itself is done.
+    func afterRemoval() {
+        for target in targets {
+            do { try target.didRemoveSets(repository: repository) } catch {
+                logger.warning("after removing backups: \(error)", metadata: ["target": "\(target.name)"])
+            }
+        }
     }
 }
 
@@ -92,7 +106,9 @@ extension BackupEngine {
         let plan = RemovalPlan(id: set.id, directory: set.directory, bytes: FileOps.freedSize(set.directory), removed: !dryRun)
         if !dryRun {
             try repository.delete(set)
-            logger.info("removed backup \(set.tier)/\(set.id) (\(Format.bytes(plan.bytes)))")
+            // The command prints its own line on stdout; the daily log keeps one too.
+            logger.info("removed backup \(set.tier)/\(set.id) (\(Format.bytes(plan.bytes)))", metadata: [LogSink.fileOnlyKey: "true"])
+            afterRemoval()
         }
         return plan
     }

@@ -138,6 +138,7 @@ extension BackupEngine {
             }
         }
         for d in decisions where !d.remove { logger.info("\(d.tier)/\(d.id): \(d.reason)") }
+        if !dryRun && decisions.contains(where: \.remove) { afterRemoval() }
         // Then what targets keep beside their sets, judged by the sets that remain.
         let removed = Set(decisions.filter(\.remove).map { "\($0.tier)/\($0.id)" })
         let remaining = repository.completeSets().filter { !removed.contains("\($0.tier)/\($0.id)") }

@@ -9,6 +9,9 @@ public final class LogSink: @unchecked Sendable {
     private let toStderr: Bool
     private var fileDay = ""
     private var fd: Int32 = -1
+    /// Metadata key that sends a log line to the log file only, for what a command already
+    /// prints on stdout itself (so the terminal shows it once).
+    public static let fileOnlyKey = "fileOnly"
     /// Every line written, redacted; kept for alerts and tests.
     public private(set) var lines: [String] = []
 
@@ -76,9 +79,10 @@ public struct SinkLogHandler: LogHandler {
                     source: String, file: String, function: String, line: UInt) {
         var all = metadata
         if let extra { all.merge(extra) { $1 } }
+        let fileOnly = all.removeValue(forKey: LogSink.fileOnlyKey) != nil
         let target = all.removeValue(forKey: "target").map { "[\($0)] " } ?? ""
         let tail = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        sink.write(level: level, "\(target)\(message)\(tail)")
+        sink.write(level: level, "\(target)\(message)\(tail)", fileOnly: fileOnly)
     }
 }
 

@@ -39,6 +39,12 @@ public protocol BackupTarget: Sendable {
     /// and its manifest written), e.g. to move a `latest` link. Default: nothing.
     func didCommit(_ record: TargetRecord, setDirectory: String, context: BackupContext) throws
 
+    /// Called after sets were removed (`remove`, `prune`), under the lock: brings up to date what
+    /// the target keeps beside its sets that may have pointed into a removed set (e.g. moves a
+    /// `latest` link to the newest remaining backup, or removes it when none remains).
+    /// Default: nothing.
+    func didRemoveSets(repository: Repository) throws
+
     /// Facts about the source's state now, beyond what its last backup recorded, for `stats`
     /// and health checks (e.g. the WAL archive's newest segment and its age). Must be cheap and
     /// must not write. Default: none.
@@ -61,6 +67,8 @@ extension BackupTarget {
     public func restoreDrill(_ record: TargetRecord, context: VerifyContext) throws -> DrillReport? { nil }
 
     public func currentFacts(repository: Repository) -> [String: JSONValue] { [:] }
+
+    public func didRemoveSets(repository: Repository) throws {}
 
     public func pruneOutsideSets(keeping kept: [TargetRecord], dryRun: Bool) throws -> [PruneDecision] { [] }
 }
@@ -184,13 +192,43 @@ public struct VerifyContext: Sendable {
     public let logger: Logger
     /// Whether a progress line may be drawn.
     public let showProgress: Bool
+    /// Whether each artifact's `.sha256` sidecar is compared with the manifest (`verify` does;
+    /// a restore does not need the sidecars, only the manifest's checksums).
+    public let checkSidecars: Bool
 
     /// Creates a verify context.
-    public init(setDirectory: String, deep: Bool, logger: Logger, showProgress: Bool) {
+    public init(setDirectory: String, deep: Bool, logger: Logger, showProgress: Bool, checkSidecars: Bool = true) {
         self.setDirectory = setDirectory
         self.deep = deep
         self.logger = logger
         self.showProgress = showProgress
+        self.checkSidecars = checkSidecars
+    }
+
+    /// Compares the `sha256sum -c` sidecar of `artifact` with the manifest: it must exist and
+    /// hold exactly one line `<manifest SHA-256>  <file name>` (or ` *<file name>`).
+    func checkSidecar(_ artifact: Artifact, target: String) -> Finding? {
+        let sidecar = setDirectory + "/" + artifact.path + ".sha256"
+        let shown = artifact.path + ".sha256"
+        guard let data = FileManager.default.contents(atPath: sidecar) else {
+            return Finding(.error, target: target, "\(shown): missing (sha256sum -c needs it)")
+        }
+        let base = (artifact.path as NSString).lastPathComponent
+        let text = String(decoding: data, as: UTF8.self)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: true)
+        guard lines.count == 1, let line = lines.first, line.count > 66 else {
+            return Finding(.error, target: target, "\(shown): damaged (not one `SHA-256  name` line); sha256sum -c fails on it")
+        }
+        let hash = String(line.prefix(64)).lowercased()
+        let rest = line.dropFirst(64)
+        let name = rest.hasPrefix("  ") || rest.hasPrefix(" *") ? String(rest.dropFirst(2)) : nil
+        if hash != artifact.sha256.lowercased() {
+            return Finding(.error, target: target, "\(shown): damaged: it says \(hash.prefix(64)), the manifest says \(artifact.sha256); sha256sum -c fails on it")
+        }
+        if name != base {
+            return Finding(.error, target: target, "\(shown): damaged: it names \(name.map { "'\($0)'" } ?? "no file"), not \(base); sha256sum -c fails on it")
+        }
+        return nil
     }
 
     /// Checks every artifact of `record`: present, right size, right SHA-256. `content` may read
@@ -205,6 +243,7 @@ public struct VerifyContext: Sendable {
                 findings.append(Finding(.error, target: record.name, "\(artifact.path): missing"))
                 continue
             }
+            if checkSidecars, let problem = checkSidecar(artifact, target: record.name) { findings.append(problem) }
             if size != artifact.bytes {
                 findings.append(Finding(.error, target: record.name, "\(artifact.path): size \(size) bytes, manifest says \(artifact.bytes)"))
                 continue

@@ -9,6 +9,12 @@
 int backstop_pipe_cloexec(int fds[2]);
 int backstop_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path);
 
+/* Starts `path` in its own process group with stdin/stdout/stderr from the given descriptors
+   and PR_SET_PDEATHSIG(SIGKILL), so it dies with the thread that started it. Returns the pid,
+   or -1 with the errno (of fork, or of the child's setup or execve) in *err_out. */
+pid_t backstop_spawn_child(const char *path, char *const argv[], char *const envp[],
+                           int in_fd, int out_fd, int err_fd, const char *chdir_to, int *err_out);
+
 /* curl_easy_setopt is variadic and cannot be called from Swift.
    These typed wrappers are the only C code Backstop carries for libcurl. */
 typedef size_t (*backstop_curl_data_cb)(char *ptr, size_t size, size_t nmemb, void *userdata);
