@@ -65,9 +65,12 @@ struct CheckCommand<F: Frontend>: ParsableCommand {
     var json = false
 
     func run() throws {
-        let session = try Session<F>(global, logToFile: false)
+        let session = try Session<F>(global, logToFile: false, warnInterrupted: false)
         let context = PreflightContext(logger: session.engine.logger)
         var findings: [Finding] = []
+        for entry in session.engine.interruptedRestores() {
+            findings.append(Finding(.error, target: entry.target, RestoreJournal.warning(entry, command: F.commandName)))
+        }
         // The backup directory itself: it must exist (or be creatable) and be writable.
         let root = session.engine.repository.root
         var existing = root

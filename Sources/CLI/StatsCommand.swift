@@ -26,6 +26,8 @@ struct Stats: Codable {
     var newest: String?
     var diskFreeBytes: Int64?
     var targets: [TargetStats]
+    /// Scratch resources of killed restore drills, until the next drill or prune removes them.
+    var drillLeftovers: [String]
 }
 
 /// `stats`: counts, sizes, and each target's last good backup.
@@ -68,13 +70,15 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
         }
         let stats = Stats(backupDirectory: repo.root, backups: complete.count, incomplete: all.count - complete.count,
                           perTier: perTier, totalBytes: FileOps.diskUsage(complete.map(\.directory)),
-                          oldest: complete.last?.id, newest: complete.first?.id, diskFreeBytes: free, targets: targets)
+                          oldest: complete.last?.id, newest: complete.first?.id, diskFreeBytes: free, targets: targets,
+                          drillLeftovers: DrillLeftovers(root: repo.root).leftovers().map { "[\($0.target)] \($0.description), left by a restore drill killed \(Format.age(Date().timeIntervalSince($0.at))) ago" })
         if json { return try printJSON(stats) }
         print("backup directory: \(stats.backupDirectory)")
         print("backups: \(stats.backups) (\(perTier.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")))"
               + (stats.incomplete > 0 ? ", \(stats.incomplete) incomplete" : ""))
         print("disk used by backups: \(Format.bytes(stats.totalBytes))" + (free.map { ", disk free: \(Format.bytes($0))" } ?? ""))
         if let o = stats.oldest, let n = stats.newest { print("oldest: \(o), newest: \(n)") }
+        for leftover in stats.drillLeftovers { print("leftover: \(leftover) (the next restore drill or prune removes it)") }
         for t in targets {
             if let id = t.lastGoodBackup, let age = t.lastGoodAgeHours {
                 print("target \(t.name) (\(t.kind)): last good backup \(id), \(String(format: "%.1f", age)) h ago, \(Format.bytes(t.lastGoodBytes ?? 0))")

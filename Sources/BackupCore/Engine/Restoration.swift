@@ -41,8 +41,15 @@ extension BackupEngine {
         defer { runLock?.release() }
         var tagged = logger
         tagged[metadataKey: "target"] = "\(name)"
+        // Never restore over what an interrupted restore left: its safety copy is the real
+        // "before", and a new safety copy would be of the half-restored state.
+        if let left = RestoreJournal.interrupted(in: repository, lockHeld: false).first(where: { $0.target == name }) {
+            throw OperationError("an interrupted restore of \(name) (from backup \(left.setID)) left changes behind: \(left.summary); "
+                                 + "roll it back first with `restore \(name) --resume-rollback`, then restore again")
+        }
+        let journal = options.dryRun ? nil : RestoreJournal(repository: repository, target: name, kind: target.kind, setID: set.id)
         let context = RestoreContext(setDirectory: set.directory, setID: set.id, safetyDirectory: repository.safetyDirectory,
-                                     options: options, logger: tagged, showProgress: showProgress)
+                                     options: options, logger: tagged, showProgress: showProgress, journal: journal)
         if !options.dryRun {
             // Never restore from a damaged backup: check it first, thoroughly (a snapshot tree's
             // files are re-hashed: a same-size corruption must not overwrite good live data).
@@ -59,7 +66,17 @@ extension BackupEngine {
             tagged.info("restoring \(name) from backup \(set.id)")
         }
         // A signal mid-restore stops the work and lets the target roll back before exiting.
-        return try Interrupts.shared.deferring { try target.restore(record, context: context) }
+        return try Interrupts.shared.deferring {
+            do {
+                let report = try target.restore(record, context: context)
+                journal?.finish()
+                return report
+            } catch {
+                // Rolled back (or nothing changed): the journal goes. A failed rollback keeps it.
+                if let journal, !journal.kept { journal.finish() }
+                throw error
+            }
+        }
     }
 }
 

@@ -128,6 +128,7 @@ extension BackupEngine {
     public func prune(_ policy: RetentionPolicy, dryRun: Bool) throws -> [PruneDecision] {
         let runLock: RunLock? = dryRun ? nil : try lock()
         defer { runLock?.release() }
+        if !dryRun { removeDrillLeftovers() }
         var decisions = pruneDecisions(policy)
         for d in decisions where d.remove {
             if dryRun {

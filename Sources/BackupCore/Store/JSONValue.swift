@@ -35,6 +35,8 @@ public enum JSONValue: Codable, Sendable, Equatable {
 
     /// The string value, if this is a string.
     public var stringValue: String? { if case let .string(s) = self { return s }; return nil }
+    /// The boolean value, if this is a boolean.
+    public var boolValue: Bool? { if case let .bool(b) = self { return b }; return nil }
     /// The numeric value, if this is a number.
     public var numberValue: Double? { if case let .number(n) = self { return n }; return nil }
     /// The elements, if this is an array.

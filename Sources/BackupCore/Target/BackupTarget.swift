@@ -30,6 +30,14 @@ public protocol BackupTarget: Sendable {
     /// rolling back if it fails. With `context.options.dryRun` it only says what it would do.
     func restore(_ record: TargetRecord, context: RestoreContext) throws -> RestoreReport
 
+    /// Puts back what an interrupted restore (killed before it could roll back) changed, from
+    /// the journal it left (`RestoreJournal`). Default: refuses, for kinds that keep no journal.
+    func rollBackInterruptedRestore(_ entry: RestoreJournal.Entry, context: RestoreContext) throws -> RestoreReport
+
+    /// Removes a scratch resource (e.g. a drill's scratch database) that a killed restore drill
+    /// left behind, recorded in `state/drill-scratch.json`. Default: nothing to remove.
+    func removeDrillLeftover(_ resource: String) throws
+
     /// Restores the backup into a scratch place, checks it against the manifest, and always
     /// cleans up: the restore drill of `verify --restore-test`. Returns nil when the kind has
     /// no drill. Default: nil.
@@ -69,6 +77,12 @@ extension BackupTarget {
     public func currentFacts(repository: Repository) -> [String: JSONValue] { [:] }
 
     public func didRemoveSets(repository: Repository) throws {}
+
+    public func rollBackInterruptedRestore(_ entry: RestoreJournal.Entry, context: RestoreContext) throws -> RestoreReport {
+        throw OperationError("\(kind) targets keep no restore journal; nothing to roll back automatically: \(entry.summary)")
+    }
+
+    public func removeDrillLeftover(_ resource: String) throws {}
 
     public func pruneOutsideSets(keeping kept: [TargetRecord], dryRun: Bool) throws -> [PruneDecision] { [] }
 }
@@ -323,16 +337,20 @@ public struct RestoreContext: Sendable {
     public let logger: Logger
     /// Whether a progress line may be drawn.
     public let showProgress: Bool
+    /// Where a restore that changes something outside a folder it can put back by itself (a
+    /// database) records each change before making it; nil for dry runs and tests.
+    public let journal: RestoreJournal?
 
     /// Creates a restore context.
     public init(setDirectory: String, setID: String, safetyDirectory: String, options: RestoreOptions,
-                logger: Logger, showProgress: Bool) {
+                logger: Logger, showProgress: Bool, journal: RestoreJournal? = nil) {
         self.setDirectory = setDirectory
         self.setID = setID
         self.safetyDirectory = safetyDirectory
         self.options = options
         self.logger = logger
         self.showProgress = showProgress
+        self.journal = journal
     }
 
     /// A fresh path for a safety copy named after the target and the time.
