@@ -69,7 +69,7 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
     }
 
     func run() throws {
-        let session = try Session<F>(global, logToFile: !dryRun)
+        let session = try Session<F>(global, logToFile: !dryRun, warnInterrupted: !resumeRollback)
         if resumeRollback { return try rollBackInterrupted(session) }
         if all { return try restoreSet(session) }
         let target = self.target!

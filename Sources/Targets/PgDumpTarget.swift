@@ -489,7 +489,7 @@ public struct PgDumpTarget: BackupTarget {
         if !failed.isEmpty {
             throw OperationError("THE ROLLBACK FAILED for \(failed.joined(separator: "; "))\(done.isEmpty ? "" : " (done: \(done.joined(separator: "; ")))"); the journal is kept")
         }
-        report.lines += done
+        report.lines = report.lines.filter { $0.contains("untouched by the interrupted restore") } + done
         report.safetyCopy = toRollBack.compactMap { $0.safety?.path }.first
         return report
     }

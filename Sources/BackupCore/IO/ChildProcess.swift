@@ -8,8 +8,8 @@ import Glibc
 /// its stderr kept (the last 64 KiB) for the error message.
 ///
 /// Children run in their own process group and are registered with `Interrupts`, so SIGINT
-/// or SIGTERM to Backstop stops them too; they get SIGKILL if Backstop itself dies (even by
-/// `kill -9`: PR_SET_PDEATHSIG), so no orphan keeps loading a database unchecked. Secrets go through `environment`, never `arguments`.
+/// or SIGTERM to Backstop stops them too; they and their process group get SIGKILL if Backstop
+/// itself dies (even by `kill -9`), so no orphan keeps loading a database unchecked. Secrets go through `environment`, never `arguments`.
 public struct ChildProcess: Sendable {
     /// Where the child's standard input comes from.
     public enum Input: Sendable {
@@ -143,11 +143,14 @@ public struct ChildProcess: Sendable {
         let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
 
-        // Not posix_spawn: the child must die with us even on SIGKILL (PR_SET_PDEATHSIG), which
-        // only a fork can set up. It runs in its own process group, with default signals.
+        // Not posix_spawn: the child and its own children must die with us even on SIGKILL
+        // (PR_SET_PDEATHSIG and a watchdog for its process group), which only a fork can set up.
+        // It runs in its own process group, with default signals.
         var spawnErrno: Int32 = 0
+        var watchdog: pid_t = -1, guardFD: Int32 = -1
         let pid: pid_t = Interrupts.shared.spawning {
-            let pid = backstop_spawn_child(program, argv, envp, inFD, outPipe[1], errPipe[1], workingDirectory, &spawnErrno)
+            let pid = backstop_spawn_child(program, argv, envp, inFD, outPipe[1], errPipe[1], workingDirectory,
+                                           &watchdog, &guardFD, &spawnErrno)
             if pid > 0 { Interrupts.shared.register(child: pid) }
             return pid
         }
@@ -197,7 +200,7 @@ public struct ChildProcess: Sendable {
         }
         close(outPipe[0])
         var wstatus: Int32 = 0
-        while waitpid(pid, &wstatus, 0) < 0 && errno == EINTR {}
+        _ = backstop_wait_child(pid, watchdog, guardFD, &wstatus)
         Interrupts.shared.unregister(child: pid)
         let errText = stderrTail.finish()
         if hasProducer { producerDone.wait() }
