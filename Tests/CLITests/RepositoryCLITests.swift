@@ -183,3 +183,37 @@ final class RepositoryCLITests: XCTestCase {
         XCTAssertTrue(try backstop(["stats", "--json"]).stdout.contains("cannot connect"))
     }
 }
+
+/// Children die with Backstop, even when it is killed with -9: the child and what it started
+/// in its process group (they were left running, reparented).
+final class ChildrenDieWithBackstopTests: XCTestCase {
+    /// Whether `pid` is a live process (a zombie waiting for its new parent does not count).
+    func alive(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        return !stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
+    }
+
+    func testKill9OfBackstopKillsItsChildren() throws {
+        let dir = try TestSupport.scratch("orphans")
+        defer { try? FileOps.removeTree(dir) }
+        try TestSupport.write("x\n", to: dir + "/minio/bucket/object")
+        try TestSupport.write("""
+        BACKUP_DIR=backups
+        TARGETS=minio
+        TARGET_MINIO_KIND=minio
+        TARGET_MINIO_DATA_DIR=minio
+        TARGET_MINIO_STOP_CMD=echo $$ > \(dir)/child.pid; sleep 300 & echo $! > \(dir)/grandchild.pid; wait
+        """, to: dir + "/backstop.env", mode: 0o600)
+        let p = try TestSupport.start("backstop", ["backup", "--config", dir + "/backstop.env"])
+        XCTAssertTrue(TestSupport.waitFor(30) { FileOps.size(dir + "/grandchild.pid") ?? 0 > 0 }, "the stop command started")
+        let child = try XCTUnwrap(Int32(try String(contentsOfFile: dir + "/child.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        let grandchild = try XCTUnwrap(Int32(try String(contentsOfFile: dir + "/grandchild.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        XCTAssertTrue(alive(child) && alive(grandchild))
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        defer { kill(child, SIGKILL); kill(grandchild, SIGKILL) }
+        XCTAssertTrue(TestSupport.waitFor(3) { !self.alive(child) }, "the child outlived Backstop")
+        XCTAssertTrue(TestSupport.waitFor(3) { !self.alive(grandchild) }, "the child's own child outlived Backstop")
+    }
+}
