@@ -150,7 +150,8 @@ final class PostgresRecoveryTests: XCTestCase {
         XCTAssertTrue(building, "a pg_restore worker started building the slow index")
         XCTAssertEqual(try pg.psql("SELECT datconnlimit FROM pg_database WHERE datname = '\(db)'"), "0", "the half-restored database is locked out")
         kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
+        // Not Process.waitUntilExit: here it also waited for the orphans (minutes, before the fix).
+        XCTAssertTrue(TestSupport.waitFor(5) { !processIsLive(p.processIdentifier) })
 
         // Its children died with it, pg_restore's parallel workers too: nothing keeps loading.
         let pgrep = ["-f", "pg_restore.*\(dir)/"]
@@ -161,7 +162,7 @@ final class PostgresRecoveryTests: XCTestCase {
         XCTAssertEqual(list.status, 0)
         let warnings = list.stderr.split(separator: "\n").filter { $0.contains("interrupted restore of db") }
         XCTAssertEqual(warnings.count, 1, list.stderr)
-        XCTAssertTrue(warnings[0].contains("--resume-rollback") && warnings[0].contains("CONNECTION LIMIT 0"), String(warnings[0]))
+        XCTAssertTrue(warnings.first.map { $0.contains("--resume-rollback") && $0.contains("CONNECTION LIMIT 0") } ?? false, list.stderr)
         let check = try backstop(["check"])
         XCTAssertEqual(check.status, 1, check.stdout + check.stderr)
         XCTAssertTrue(check.stdout.contains("interrupted restore of db"), check.stdout)
@@ -196,7 +197,8 @@ final class PostgresRecoveryTests: XCTestCase {
             (try? self.pg.psql("SELECT count(*) FROM pg_stat_activity WHERE datname LIKE 'backstop\\_drill\\_\(p.processIdentifier)\\_%' AND query LIKE 'COPY public.big % FROM stdin%'")) == "1"
         }, "the drill started loading")
         kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
+        // Not Process.waitUntilExit: here it also waited for the orphans (minutes, before the fix).
+        XCTAssertTrue(TestSupport.waitFor(5) { !processIsLive(p.processIdentifier) })
         let scratch = try XCTUnwrap(Set(try pg.psql(scratchQuery).split(separator: "\n").map(String.init)).subtracting(before).first)
 
         let stats = try backstop(["stats"])

@@ -184,15 +184,17 @@ final class RepositoryCLITests: XCTestCase {
     }
 }
 
+/// Whether `pid` is a live process (a zombie waiting for its parent does not count).
+func processIsLive(_ pid: Int32) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return false }
+    return !stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
+}
+
 /// Children die with Backstop, even when it is killed with -9: the child and what it started
 /// in its process group (they were left running, reparented).
 final class ChildrenDieWithBackstopTests: XCTestCase {
-    /// Whether `pid` is a live process (a zombie waiting for its new parent does not count).
-    func alive(_ pid: Int32) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return false }
-        return !stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
-    }
+    func alive(_ pid: Int32) -> Bool { processIsLive(pid) }
 
     func testKill9OfBackstopKillsItsChildren() throws {
         let dir = try TestSupport.scratch("orphans")
@@ -211,8 +213,9 @@ final class ChildrenDieWithBackstopTests: XCTestCase {
         let grandchild = try XCTUnwrap(Int32(try String(contentsOfFile: dir + "/grandchild.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
         XCTAssertTrue(alive(child) && alive(grandchild))
         kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
         defer { kill(child, SIGKILL); kill(grandchild, SIGKILL) }
+        // Not Process.waitUntilExit: here it also waited for the orphans (minutes, before the fix).
+        XCTAssertTrue(TestSupport.waitFor(5) { !self.alive(p.processIdentifier) })
         XCTAssertTrue(TestSupport.waitFor(3) { !self.alive(child) }, "the child outlived Backstop")
         XCTAssertTrue(TestSupport.waitFor(3) { !self.alive(grandchild) }, "the child's own child outlived Backstop")
     }
