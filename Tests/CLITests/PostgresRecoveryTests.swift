@@ -184,23 +184,27 @@ final class PostgresRecoveryTests: XCTestCase {
     }
 
     /// kill -9 during a restore drill: its scratch database stays, `stats` shows it, and the
-    /// next `prune` drops it.
-    func testKill9DuringADrillLeavesAScratchDatabaseThatPruneRemoves() throws {
+    /// next `prune` drops it; killed again, the next drill drops it.
+    func testKill9DuringADrillLeavesAScratchDatabaseThatPruneOrTheNextDrillRemoves() throws {
         try pg.psql("CREATE TABLE big AS SELECT g AS id, md5(g::text) AS payload FROM generate_series(1, 1500000) g", database: db)
         try writeConfig(extra: "KEEP_DAILY=5")
         XCTAssertEqual(try backstop(["backup"]).status, 0)
         let scratchQuery = "SELECT datname FROM pg_database WHERE datname LIKE 'backstop\\_drill\\_%'"
         let before = Set(try pg.psql(scratchQuery).split(separator: "\n").map(String.init))
 
-        let p = try TestSupport.start("backstop", ["verify", "--restore-test", "--config", config])
-        XCTAssertTrue(TestSupport.waitFor(60) {
-            (try? self.pg.psql("SELECT count(*) FROM pg_stat_activity WHERE datname LIKE 'backstop\\_drill\\_\(p.processIdentifier)\\_%' AND query LIKE 'COPY public.big % FROM stdin%'")) == "1"
-        }, "the drill started loading")
-        kill(p.processIdentifier, SIGKILL)
-        // Not Process.waitUntilExit: here it also waited for the orphans (minutes, before the fix).
-        XCTAssertTrue(TestSupport.waitFor(5) { !processIsLive(p.processIdentifier) })
-        let scratch = try XCTUnwrap(Set(try pg.psql(scratchQuery).split(separator: "\n").map(String.init)).subtracting(before).first)
+        /// Starts a drill, kills it with -9 while it loads, and returns the scratch database it left.
+        func killedDrill() throws -> String {
+            let p = try TestSupport.start("backstop", ["verify", "--restore-test", "--config", config])
+            XCTAssertTrue(TestSupport.waitFor(60) {
+                (try? self.pg.psql("SELECT count(*) FROM pg_stat_activity WHERE datname LIKE 'backstop\\_drill\\_\(p.processIdentifier)\\_%' AND query LIKE 'COPY public.big % FROM stdin%'")) == "1"
+            }, "the drill started loading")
+            kill(p.processIdentifier, SIGKILL)
+            // Not Process.waitUntilExit: here it also waited for the orphans (minutes, before the fix).
+            XCTAssertTrue(TestSupport.waitFor(5) { !processIsLive(p.processIdentifier) })
+            return try XCTUnwrap(Set(try pg.psql(scratchQuery).split(separator: "\n").map(String.init)).subtracting(before).first)
+        }
 
+        let scratch = try killedDrill()
         let stats = try backstop(["stats"])
         XCTAssertTrue(stats.stdout.contains("leftover: [db] scratch database \(scratch)"), stats.stdout)
         let prune = try backstop(["prune"])
@@ -208,5 +212,12 @@ final class PostgresRecoveryTests: XCTestCase {
         XCTAssertTrue(prune.stderr.contains("removed scratch database \(scratch)"), prune.stderr)
         XCTAssertEqual(try pg.psql("SELECT count(*) FROM pg_database WHERE datname = '\(scratch)'"), "0")
         XCTAssertFalse(try backstop(["stats"]).stdout.contains("leftover"))
+
+        let second = try killedDrill()
+        let drill = try backstop(["verify", "--restore-test"])
+        XCTAssertEqual(drill.status, 0, drill.stdout + drill.stderr)
+        XCTAssertTrue(drill.stderr.contains("removed scratch database \(second)"), drill.stderr)
+        XCTAssertEqual(try pg.psql(scratchQuery).split(separator: "\n").map(String.init).filter { !before.contains($0) }, [],
+                       "no scratch database is left, neither the killed drill's nor the new one's")
     }
 }
