@@ -4,12 +4,13 @@ import Foundation
 import Glibc
 #endif
 
-/// A child process, its stdout streamed to the caller in chunks and
-/// its stderr kept (the last 64 KiB) for the error message.
+/// A child process, its stdout streamed to the caller in chunks and its stderr kept (the last
+/// 64 KiB, and the lines that explain a failure, see `StderrLines`) for the error message.
 ///
 /// Children run in their own process group and are registered with `Interrupts`, so SIGINT
 /// or SIGTERM to Backstop stops them too; they and their process group get SIGKILL if Backstop
-/// itself dies (even by `kill -9`), so no orphan keeps loading a database unchecked. Secrets go through `environment`, never `arguments`.
+/// itself dies (even by `kill -9`), so no orphan keeps loading a database unchecked.
+/// Secrets go through `environment`, never `arguments`.
 public struct ChildProcess: Sendable {
     /// Where the child's standard input comes from.
     public enum Input: Sendable {
