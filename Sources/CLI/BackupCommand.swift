@@ -104,10 +104,13 @@ struct CheckCommand<F: Frontend>: ParsableCommand {
 
     func run() throws {
         if health { return try HealthCheckRun<F>(global: global, json: json, statusFile: statusFile).run() }
-        let session = try Session<F>(global, logToFile: false)
+        let session = try Session<F>(global, logToFile: false, warnInterrupted: false)
         _ = try session.monitoring()
         let context = PreflightContext(logger: session.engine.logger)
         var findings: [Finding] = []
+        for entry in session.engine.interruptedRestores() {
+            findings.append(Finding(.error, target: entry.target, RestoreJournal.warning(entry, command: F.commandName)))
+        }
         // The backup directory itself: it must exist (or be creatable) and be writable.
         let root = session.engine.repository.root
         var existing = root

@@ -39,7 +39,7 @@ struct ListCommand<F: Frontend>: ParsableCommand {
         let sets = session.engine.repository.allSets().filter { tier == nil || $0.tier == tier }
         let rows = sets.map { s -> ListRow in
             let m = s.manifest
-            return ListRow(id: s.id, tier: s.tier, status: m?.status.rawValue ?? "incomplete", createdAt: m?.startedAt,
+            return ListRow(id: s.id, tier: s.tier, status: m?.status.rawValue ?? (s.manifestUnreadable ? "unreadable" : "incomplete"), createdAt: m?.startedAt,
                            targets: m?.targets.filter { $0.status == .ok }.map(\.name) ?? [],
                            failedTargets: m?.targets.filter { $0.status == .failed }.map(\.name) ?? [],
                            bytes: size ? FileOps.freedSize(s.directory) : nil, dataBytes: size ? m?.dataBytes : nil,
@@ -67,6 +67,9 @@ struct ListCommand<F: Frontend>: ParsableCommand {
         }
         if rows.contains(where: { $0.status == "incomplete" }) {
             print("incomplete backups have no manifest (a crashed or running backup); the next backup run removes them")
+        }
+        for s in sets where s.manifestUnreadable {
+            print("\(s.tier)/\(s.id): \(s.problem ?? "manifest unreadable"); it is not used and not removed automatically: repair \(s.directory)/\(SetManifest.fileName) or remove the folder by hand")
         }
     }
 }

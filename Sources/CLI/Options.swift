@@ -26,7 +26,7 @@ struct Session<F: Frontend> {
     let alerter: Alerter
 
     /// Loads config, builds the deployment and a logger. `logToFile` adds the daily log file.
-    init(_ options: GlobalOptions, logToFile: Bool) throws {
+    init(_ options: GlobalOptions, logToFile: Bool, warnInterrupted: Bool = true) throws {
         Interrupts.shared.install()
         let required = options.config != "./.env"
         config = try Config.load(path: options.config, required: required)
@@ -39,6 +39,10 @@ struct Session<F: Frontend> {
         let logger = Logger.backstop(sink: sink, level: level)
         engine = BackupEngine(repository: repository, targets: deployment.targets, frontend: F.commandName, logger: logger)
         alerter = try Alerter.from(config: config)
+        // A restore killed before it could roll back: every command says so, once.
+        if warnInterrupted {
+            for entry in engine.interruptedRestores() { logger.warning("\(RestoreJournal.warning(entry, command: F.commandName))") }
+        }
         // The handler prints its own line on stderr; the daily log gets one too.
         Interrupts.shared.onSignal { [sink] sig in
             sink.write(level: .error, "interrupted by \(sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "signal \(sig)"): stopped children and removed partial output", fileOnly: true)

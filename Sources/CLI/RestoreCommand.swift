@@ -56,16 +56,21 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
     @Flag(name: .long, help: "Print the restore report as JSON.")
     var json = false
 
+    @Flag(name: .long, help: "Roll back what an interrupted (killed) restore of TARGET changed, from the journal it left; every command warns about one.")
+    var resumeRollback = false
+
     func validate() throws {
         if all && target != nil { throw ValidationError("name a target or use --all, not both") }
         if !all && target == nil { throw ValidationError("name the target to restore, or use --all for the whole set") }
+        if resumeRollback && (all || target == nil) { throw ValidationError("--resume-rollback needs the target whose restore was interrupted") }
         if all && (!path.isEmpty || into != nil || toTime != nil || toLatest) {
             throw ValidationError("--path, --into, --to-time and --to-latest apply to one target; name it instead of --all")
         }
     }
 
     func run() throws {
-        let session = try Session<F>(global, logToFile: !dryRun)
+        let session = try Session<F>(global, logToFile: !dryRun, warnInterrupted: !resumeRollback)
+        if resumeRollback { return try rollBackInterrupted(session) }
         if all { return try restoreSet(session) }
         let target = self.target!
         let destination = to.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }

@@ -30,6 +30,8 @@ struct Stats: Codable {
     var newest: String?
     var diskFreeBytes: Int64?
     var targets: [TargetStats]
+    /// Scratch resources of killed restore drills, until the next drill or prune removes them.
+    var drillLeftovers: [String]
 }
 
 /// `stats`: counts, sizes, and each target's last good backup.
@@ -73,7 +75,9 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
         let stats = Stats(backupDirectory: repo.root, backups: complete.count, incomplete: all.count - complete.count,
                           perTier: perTier, dataBytes: complete.reduce(0) { $0 + ($1.manifest?.dataBytes ?? 0) },
                           totalBytes: FileOps.diskUsage(complete.map(\.directory)),
-                          oldest: complete.last?.id, newest: complete.first?.id, diskFreeBytes: free, targets: targets)
+                          oldest: complete.last?.id, newest: complete.first?.id, diskFreeBytes: free, targets: targets,
+                          drillLeftovers: DrillLeftovers(root: repo.root).leftovers().map { "[\($0.target)] \($0.description), left by a restore drill killed \(Format.age(Date().timeIntervalSince($0.at))) ago" })
+
         if json { return try printJSON(stats) }
         print("backup directory: \(stats.backupDirectory)")
         print("backups: \(stats.backups) (\(perTier.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")))"
@@ -81,6 +85,7 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
         print("size: \(Format.bytes(stats.dataBytes)) data, \(Format.bytes(stats.totalBytes)) on disk with manifests and checksum files"
               + (free.map { "; disk free: \(Format.bytes($0))" } ?? ""))
         if let o = stats.oldest, let n = stats.newest { print("oldest: \(o), newest: \(n)") }
+        for leftover in stats.drillLeftovers { print("leftover: \(leftover) (the next restore drill or prune removes it)") }
         for t in targets {
             if let id = t.lastGoodBackup, let age = t.lastGoodAgeHours {
                 print("target \(t.name) (\(t.kind)): last good backup \(id), \(Format.ago(age * 3600)), \(Format.bytes(t.lastGoodBytes ?? 0)) data")

@@ -94,7 +94,7 @@ public struct MinioDataTarget: BackupTarget {
         // A hook killed by our own SIGINT/SIGTERM: let the handler exit 130/143 instead of
         // reporting the kill as the hook's failure.
         if outcome.status != 0 { try Interrupts.shared.yieldToSignal() }
-        guard outcome.status == 0 else { throw OperationError("\(label) command failed with exit \(outcome.status): \(outcome.lastErrorLine)") }
+        guard outcome.status == 0 else { throw OperationError("\(label) command failed with \(outcome.termination): \(outcome.relevantLines.isEmpty ? "(no output)" : outcome.relevantLines.joined(separator: " | "))") }
     }
 
     /// Runs `body` between the stop and start hooks; the start hook runs whatever happens.

@@ -145,7 +145,7 @@ public struct PgBaseBackupTarget: BackupTarget {
         if outcome.status != 0 { try Interrupts.shared.yieldToSignal() }
         guard outcome.status == 0 else {
             writer.abandon()
-            throw OperationError("pg_basebackup failed (exit \(outcome.status)): \(outcome.lastErrorLine)")
+            throw outcome.error("pg_basebackup")
         }
         let (bytes, sha) = try writer.finish()
         // The connection sat idle through the whole copy (idle_session_timeout may have closed
@@ -336,6 +336,14 @@ public struct PgBaseBackupTarget: BackupTarget {
 
         let started = Date()
         let existed = FileOps.exists(destination)
+        // The journal: what a kill -9 from here on leaves, so the next run can roll it back.
+        func note(_ phase: String, aside: String?, _ summary: String) throws {
+            try context.journal?.record(["destination": .string(destination), "existed": .bool(existed), "phase": .string(phase),
+                                         "aside": aside.map { .string($0) } ?? .null], summary: summary)
+        }
+        if stopCommand != nil {
+            try note("stopping", aside: nil, "it ran STOP_CMD: PostgreSQL on \(destination) may be stopped; the data directory is unchanged")
+        }
         if let stopCommand { try Self.shell(stopCommand, what: "STOP_CMD") }
         /// After STOP_CMD, every way out that leaves the old cluster in place starts it again.
         func restartAfterFailure(_ why: String) -> String {
@@ -353,12 +361,16 @@ public struct PgBaseBackupTarget: BackupTarget {
             f.locale = Locale(identifier: "en_US_POSIX")
             f.dateFormat = "yyyyMMdd_HHmmss"
             let path = "\(destination).pre-restore-\(f.string(from: Date()))"
+            try note("replacing", aside: path, "data directory \(destination) is partly restored; the previous one is (or is about to be) moved aside to \(path)")
             do { try FileOps.rename(destination, to: path) } catch {
                 throw OperationError(restartAfterFailure("cannot move \(destination) aside (\(error)); nothing was changed"))
             }
             aside = path
             report.safetyCopy = path
             context.logger.info("moved the current data directory aside: \(path)")
+        }
+        if aside == nil {
+            try note("replacing", aside: nil, "data directory \(destination) is partly restored\(existed ? " (it was an empty folder)" : " (it did not exist)")")
         }
         do {
             try Interrupts.shared.checkpoint()
@@ -385,6 +397,7 @@ public struct PgBaseBackupTarget: BackupTarget {
                 do { try FileOps.rename(aside, to: destination) } catch { rollbackProblem = "cannot move \(aside) back: \(error)" }
             }
             if let rollbackProblem {
+                context.journal?.keepAfterFailure()
                 context.logger.error("restore of \(destination) failed AND THE ROLLBACK FAILED: \(rollbackProblem)")
                 throw OperationError("restore into \(destination) failed (\(error)) AND THE ROLLBACK FAILED (\(rollbackProblem))\(aside.map { "; the previous data directory is \($0)" } ?? "")")
             }
@@ -464,9 +477,60 @@ public struct PgBaseBackupTarget: BackupTarget {
         return kill(pid, 0) == 0 || errno == EPERM
     }
 
+    /// Rolls back a restore that was killed before it could roll back itself, from its journal:
+    /// the partial data directory is removed and the previous one (moved aside) put back, or
+    /// an empty folder emptied again; then START_CMD runs. Paths are checked against what a
+    /// restore writes, whatever the journal holds.
+    public func rollBackInterruptedRestore(_ entry: RestoreJournal.Entry, context: RestoreContext) throws -> RestoreReport {
+        guard let destination = entry.changes["destination"]?.stringValue, destination.hasPrefix("/"), destination.count > 1,
+              !destination.contains("/../"), !destination.hasSuffix("/..") else {
+            throw OperationError("the journal of \(name) names no valid data directory; nothing was changed")
+        }
+        let phase = entry.changes["phase"]?.stringValue ?? "?"
+        let existed = entry.changes["existed"]?.boolValue ?? true
+        let aside = entry.changes["aside"]?.stringValue
+        if let aside, !(aside.hasPrefix(destination + ".pre-restore-") && !aside.dropFirst(destination.count).contains("/")) {
+            throw OperationError("the journal of \(name) names \(aside) as the previous data directory, which no restore writes; nothing was changed")
+        }
+        var report = RestoreReport(target: name, destination: destination, dryRun: context.options.dryRun)
+        var steps: [() throws -> Void] = []
+        if phase == "replacing" {
+            if let aside, FileOps.isDirectory(aside) {
+                report.lines.append("remove the partly restored \(destination) and move \(aside) back")
+                report.safetyCopy = aside
+                steps.append {
+                    try FileOps.removeTree(destination)
+                    try FileOps.rename(aside, to: destination)
+                }
+            } else if aside != nil {
+                report.lines.append("\(destination) was never moved aside: left as it is")
+            } else if !existed {
+                report.lines.append("remove the partly restored \(destination) (it did not exist before)")
+                steps.append { try FileOps.removeTree(destination) }
+            } else {
+                report.lines.append("empty \(destination) again (it was an empty folder)")
+                steps.append {
+                    for child in (try? FileManager.default.contentsOfDirectory(atPath: destination)) ?? [] {
+                        try FileOps.removeTree(destination + "/" + child)
+                    }
+                }
+            }
+        } else {
+            report.lines.append("the data directory was not changed yet")
+        }
+        if let startCommand {
+            report.lines.append("then run START_CMD: \(startCommand)")
+            steps.append { try Self.shell(startCommand, what: "START_CMD") }
+        }
+        if context.options.dryRun { return report }
+        for step in steps { try step() }
+        report.lines.append("rolled back")
+        return report
+    }
+
     static func shell(_ command: String, what: String) throws {
         let outcome = try ChildProcess("/bin/sh", ["-c", command]).run()
-        guard outcome.status == 0 else { throw OperationError("\(what) '\(command)' failed (exit \(outcome.status)): \(outcome.lastErrorLine)") }
+        guard outcome.status == 0 else { throw outcome.error("\(what) '\(command)'") }
     }
 
     static func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }

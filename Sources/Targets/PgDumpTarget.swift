@@ -197,10 +197,10 @@ public struct PgDumpTarget: BackupTarget {
             if outcome.status != 0 { try Interrupts.shared.yieldToSignal() }
             guard outcome.status == 0 else {
                 writer.abandon()
-                let line = outcome.lastErrorLine
+                let line = outcome.relevantLines.joined(separator: " | ")
                 let hint = line.contains("statement timeout") || line.contains("lock timeout")
                     ? " (a table stayed locked by another session for longer than LOCK_TIMEOUT=\(lockTimeout)s)" : ""
-                throw OperationError("pg_dump of \(db) failed (exit \(outcome.status)): \(line)\(hint)")
+                throw OperationError("\(outcome.error("pg_dump of \(db)").message)\(hint)")
             }
             let (bytes, sha) = try writer.finish()
             let counts = try counted.get()
@@ -281,7 +281,7 @@ public struct PgDumpTarget: BackupTarget {
         })
         let (outcome, text) = try child.capture()
         guard outcome.status == 0 else {
-            throw OperationError("pg_restore --list failed: \(outcome.lastErrorLine)")
+            throw outcome.error("pg_restore --list")
         }
         return text.split(separator: "\n").filter { !$0.hasPrefix(";") && !$0.isEmpty }.count
     }
@@ -395,10 +395,22 @@ public struct PgDumpTarget: BackupTarget {
         var totalRows: Int64 = 0, totalTables = 0
         // Every safety dump first: if one cannot be taken, nothing has been touched yet.
         var safeties: [String: (path: String, meta: [String: JSONValue])] = [:]
-        for (_, targetName, exists) in plans where exists {
+        // The journal: what a kill -9 at any instant from here on would leave, written before
+        // each change, so the next run can say so and roll it back (restore --resume-rollback).
+        var journaled: [[String: JSONValue]] = plans.map { ["name": .string($0.1), "existed": .bool($0.2), "phase": .string("planned")] }
+        func note(_ index: Int, _ fields: [String: JSONValue], _ summary: String) throws {
+            journaled[index].merge(fields) { $1 }
+            try context.journal?.record(["server": .string(server.label), "databases": .array(journaled.map { .object($0) })], summary: summary)
+        }
+        for (index, (_, targetName, exists)) in plans.enumerated() where exists {
             let path = try context.safetyPath(target: name, suffix: "-\(Self.fileSafe(targetName)).dump")
+            try note(index, ["phase": .string("safety-dump"), "safetyDump": .string(path)],
+                     "it was taking a safety dump of database \(targetName) into \(path); nothing was changed yet")
             try dumpForSafety(database: targetName, to: path, tool: pgDump)
-            safeties[targetName] = (path, try databaseMeta(maintenance, targetName))
+            let meta = try databaseMeta(maintenance, targetName)
+            safeties[targetName] = (path, meta)
+            try note(index, ["phase": .string("safety-dumped"), "meta": .object(meta)],
+                     "it took a safety dump of database \(targetName) (\(path)); nothing was changed yet")
             report.lines.append("safety copy of \(targetName): \(path)")
             context.logger.info("safety dump of \(targetName): \(path)", metadata: .logFileOnly)
         }
@@ -412,10 +424,14 @@ public struct PgDumpTarget: BackupTarget {
         let safetyPaths = safeties.values.map(\.path).sorted()
         report.safetyCopy = safetyPaths.count > 1 ? context.safetyDirectory : safetyPaths.first
         var replaced: [String] = []
-        for (db, targetName, exists) in plans {
+        for (index, (db, targetName, exists)) in plans.enumerated() {
             do {
                 replaced.append(targetName)
                 let meta = safeties[targetName]?.meta ?? db.meta
+                let limit = meta["connlimit"]?.stringValue ?? "-1"
+                try note(index, ["phase": .string("replacing")], exists
+                         ? "database \(targetName) is dropped or half-restored, possibly at CONNECTION LIMIT 0 (it was \(limit)) without its settings and privileges; its state before the restore is in \(safeties[targetName]?.path ?? "?")"
+                         : "database \(targetName) (which did not exist before) is half-restored")
                 let ended = try recreate(maintenance, targetName, meta: meta, dropFirst: exists, lockOut: true)
                 if ended > 0 { report.lines.append("ended \(ended) other session(s) connected to \(targetName)") }
                 try load(db, into: targetName, setDirectory: context.setDirectory, scratch: context.safetyDirectory, tools: tools)
@@ -425,34 +441,20 @@ public struct PgDumpTarget: BackupTarget {
                     context.logger.warning("\(targetName): could not put back \(problem)")
                 }
                 try reopen(maintenance, targetName, meta: meta)
+                try note(index, ["phase": .string("restored")],
+                         "database \(targetName) was restored from backup \(context.setID), but the restore did not finish (\(plans.count) database(s) in all)")
                 totalRows += rows
                 totalTables += tables
                 report.lines.append("restored \(db.name) into \(targetName): \(tables) tables, \(rows) rows\(db.tables == nil ? " (no exact counts in the manifest to compare)" : ", every count matches the manifest")")
             } catch {
                 // Put back every database this restore touched, not only the one that failed.
-                var outcome: [String] = []
-                var failedRollbacks: [String] = []
-                for name in replaced {
-                    if let safety = safeties[name] {
-                        do {
-                            try recreate(maintenance, name, meta: safety.meta, dropFirst: true, lockOut: true)
-                            try restoreDumpFile(safety.path, into: name, tool: tools.pgRestore, what: "pg_restore of the safety dump")
-                            _ = applyProperties(maintenance, name, meta: safety.meta)
-                            try reopen(maintenance, name, meta: safety.meta)
-                            outcome.append("\(name) rolled back to \(safety.path)")
-                        } catch let rollbackError {
-                            failedRollbacks.append("\(name): \(rollbackError); restore it with pg_restore --dbname=\(name) \(safety.path)")
-                        }
-                    } else {
-                        _ = try? maintenance.query("DROP DATABASE IF EXISTS \(PGConnection.quoteIdentifier(name))")
-                        outcome.append("the half-restored \(name) was dropped")
-                    }
-                }
+                let (outcome, failedRollbacks) = rollBack(replaced.map { ($0, safeties[$0]) }, maintenance: maintenance, pgRestore: tools.pgRestore)
                 if !failedRollbacks.isEmpty {
+                    context.journal?.keepAfterFailure()
                     context.logger.error("restore of \(targetName) failed AND THE ROLLBACK FAILED for \(failedRollbacks.joined(separator: "; "))")
                     throw OperationError("restore of \(targetName) failed (\(error)) AND THE ROLLBACK FAILED for \(failedRollbacks.joined(separator: "; "))")
                 }
-                context.logger.error("restore of \(targetName) failed; \(outcome.joined(separator: "; "))")
+                context.logger.error("restore of \(targetName) failed; \(outcome.joined(separator: "; ")): \(error)")
                 throw OperationError("restore of \(targetName) failed and was rolled back to its state before the restore (\(outcome.joined(separator: "; "))): \(error)")
             }
         }
@@ -465,6 +467,85 @@ public struct PgDumpTarget: BackupTarget {
         for safety in safetyPaths { report.lines.append("safety copy: \(safety)") }
         return report
     }
+
+    /// Puts back each database: recreated from its safety dump (with its settings, privileges
+    /// and connection limit), or dropped if it did not exist before. Returns what was done and
+    /// what could not be (with the command that would do it by hand).
+    private func rollBack(_ databases: [(name: String, safety: (path: String, meta: [String: JSONValue])?)],
+                          maintenance: PGConnection, pgRestore: PostgresTool) -> (done: [String], failed: [String]) {
+        var done: [String] = [], failed: [String] = []
+        for (name, safety) in databases {
+            if let safety {
+                do {
+                    try recreate(maintenance, name, meta: safety.meta, dropFirst: true, lockOut: true)
+                    try restoreDumpFile(safety.path, into: name, tool: pgRestore, what: "pg_restore of the safety dump")
+                    _ = applyProperties(maintenance, name, meta: safety.meta)
+                    try reopen(maintenance, name, meta: safety.meta)
+                    done.append("\(name) rolled back to \(safety.path)")
+                } catch {
+                    failed.append("\(name): \(error); restore it with pg_restore --dbname=\(name) \(safety.path)")
+                }
+            } else {
+                do {
+                    try maintenance.query("DROP DATABASE IF EXISTS \(PGConnection.quoteIdentifier(name))\(maintenance.serverVersion >= 130000 ? " WITH (FORCE)" : "")")
+                    done.append("the half-restored \(name) was dropped")
+                } catch {
+                    failed.append("\(name): could not drop the half-restored database: \(error)")
+                }
+            }
+        }
+        return (done, failed)
+    }
+
+    /// Rolls back a restore that was killed before it could roll back itself, from its journal:
+    /// every database it had started to replace is put back from its safety dump (or dropped if
+    /// it did not exist before); databases it had not touched yet are left alone.
+    public func rollBackInterruptedRestore(_ entry: RestoreJournal.Entry, context: RestoreContext) throws -> RestoreReport {
+        var report = RestoreReport(target: name, destination: server.label, dryRun: context.options.dryRun)
+        let items = (entry.changes["databases"]?.arrayValue ?? []).compactMap(\.objectValue)
+        var toRollBack: [(name: String, safety: (path: String, meta: [String: JSONValue])?)] = []
+        for item in items {
+            guard let db = item["name"]?.stringValue else { continue }
+            let phase = item["phase"]?.stringValue ?? "?"
+            guard phase == "replacing" || phase == "restored" else {
+                report.lines.append("\(db): untouched by the interrupted restore (\(phase)); left as it is")
+                continue
+            }
+            if item["existed"]?.boolValue == true {
+                guard let path = item["safetyDump"]?.stringValue, let meta = item["meta"]?.objectValue, FileOps.exists(path) else {
+                    throw OperationError("the journal of \(name) names no usable safety dump for \(db); nothing was changed. Look in \(context.safetyDirectory)")
+                }
+                report.lines.append("\(db): recreate from the safety dump \(path), with its settings, privileges and connection limit \(meta["connlimit"]?.stringValue ?? "-1")")
+                toRollBack.append((db, (path, meta)))
+            } else {
+                report.lines.append("\(db): did not exist before the restore: drop the half-restored database")
+                toRollBack.append((db, nil))
+            }
+        }
+        if context.options.dryRun || toRollBack.isEmpty { return report }
+        let maintenance = try maintenanceConnection(avoiding: toRollBack.map(\.name))
+        defer { maintenance.close() }
+        let pgRestore = try server.tool("pg_restore", for: PostgresMajor(serverVersion: maintenance.serverVersion))
+        let (done, failed) = rollBack(toRollBack, maintenance: maintenance, pgRestore: pgRestore)
+        if !failed.isEmpty {
+            throw OperationError("THE ROLLBACK FAILED for \(failed.joined(separator: "; "))\(done.isEmpty ? "" : " (done: \(done.joined(separator: "; ")))"); the journal is kept")
+        }
+        report.lines = report.lines.filter { $0.contains("untouched by the interrupted restore") } + done
+        report.safetyCopy = toRollBack.compactMap { $0.safety?.path }.first
+        return report
+    }
+
+    /// Drops a scratch database a killed restore drill left behind. Only drill scratch names
+    /// are ever dropped.
+    public func removeDrillLeftover(_ resource: String) throws {
+        guard resource.hasPrefix(Self.drillPrefix) else { return }
+        let conn = try maintenanceConnection(avoiding: [resource])
+        defer { conn.close() }
+        try conn.query("DROP DATABASE IF EXISTS \(PGConnection.quoteIdentifier(resource))\(conn.serverVersion >= 130000 ? " WITH (FORCE)" : "")")
+    }
+
+    /// Scratch databases of restore drills are named `backstop_drill_<pid>_<time>`.
+    static let drillPrefix = "backstop_drill_"
 
     /// A connection to a database other than the ones restored (to drop and create them):
     /// `postgres`, else `template1`.
@@ -635,7 +716,7 @@ public struct PgDumpTarget: BackupTarget {
 
     private func run(_ child: ChildProcess, what: String) throws {
         let outcome = try child.run()
-        guard outcome.status == 0 else { throw OperationError("\(what) failed (exit \(outcome.status)): \(outcome.lastErrorLine)") }
+        guard outcome.status == 0 else { throw outcome.error(what) }
     }
 
     private func dumpForSafety(database: String, to path: String, tool: PostgresTool) throws {
@@ -644,7 +725,7 @@ public struct PgDumpTarget: BackupTarget {
             let outcome = try ChildProcess(tool.path, ["--format=custom", "--no-password", "--dbname=\(Self.conninfo(database))"],
                                            environment: server.childEnvironment).run { try writer.write($0) }
             guard outcome.status == 0 else {
-                throw OperationError("safety dump of \(database) failed, nothing was changed: \(outcome.lastErrorLine)")
+                throw OperationError("safety dump of \(database) failed, nothing was changed: \(outcome.error("pg_dump").message)")
             }
             _ = try writer.finish()
         } catch {
@@ -686,10 +767,15 @@ public struct PgDumpTarget: BackupTarget {
         var passed = true
         let started = Date()
         for db in storedDatabases(record) {
-            let scratch = "backstop_drill_\(getpid())_\(Int(Date().timeIntervalSince1970))"
+            let scratch = "\(Self.drillPrefix)\(getpid())_\(Int(Date().timeIntervalSince1970))"
             lines.append("\(db.name): restoring \(db.artifact.path) into scratch database \(scratch)")
+            let root = ((context.setDirectory as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
+            // Recorded first: if this process is killed, the next drill or prune drops it.
+            try DrillLeftovers(root: root).add(target: name, resource: scratch, description: "scratch database \(scratch) on \(server.label)")
             defer {
-                _ = try? maintenance.query("DROP DATABASE IF EXISTS \(PGConnection.quoteIdentifier(scratch))\(maintenance.serverVersion >= 130000 ? " WITH (FORCE)" : "")")
+                if (try? maintenance.query("DROP DATABASE IF EXISTS \(PGConnection.quoteIdentifier(scratch))\(maintenance.serverVersion >= 130000 ? " WITH (FORCE)" : "")")) != nil {
+                    DrillLeftovers(root: root).remove(resource: scratch)
+                }
             }
             do {
                 try recreate(maintenance, scratch, meta: db.meta, dropFirst: false)

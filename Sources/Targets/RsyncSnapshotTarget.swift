@@ -189,7 +189,7 @@ public struct RsyncSnapshotTarget: BackupTarget {
         case 0: break
         case 23: output.warnings.append("rsync exit 23 (partial transfer: some files could not be copied): \(outcome.lastErrorLine)")
         case 24: output.warnings.append("rsync exit 24 (some files vanished while they were copied): \(outcome.lastErrorLine)")
-        default: throw OperationError("rsync failed with exit \(outcome.status): \(outcome.lastErrorLine)")
+        default: throw outcome.error("rsync")
         }
         try Interrupts.shared.checkpoint()
 
@@ -298,9 +298,25 @@ public struct RsyncSnapshotTarget: BackupTarget {
     }
 
     public func didCommit(_ record: TargetRecord, setDirectory: String, context: BackupContext) throws {
-        let root = context.repository.root
+        try pointLink(at: setDirectory, repository: context.repository)
+    }
+
+    /// After a removal the link follows the newest remaining good snapshot, or goes when none
+    /// remains: it never dangles into a removed set.
+    public func didRemoveSets(repository: Repository) throws {
+        if let (set, _) = repository.latestGood(target: name) {
+            try pointLink(at: set.directory, repository: repository)
+        } else {
+            let link = linkPath(repository: repository)
+            if unlink(link) != 0 && errno != ENOENT { throw SystemError("unlink", link) }
+        }
+    }
+
+    /// Moves the link atomically to the snapshot of this target in `setDirectory`.
+    private func pointLink(at setDirectory: String, repository: Repository) throws {
+        let root = repository.root
         guard setDirectory.hasPrefix(root + "/") else { return }
-        let link = linkPath(repository: context.repository)
+        let link = linkPath(repository: repository)
         let folder = (link as NSString).deletingLastPathComponent
         try FileOps.makeDirectory(folder)
         // Relative, so the backup directory can be moved or mounted elsewhere.
@@ -434,7 +450,7 @@ public struct RsyncSnapshotTarget: BackupTarget {
                     if line.isTransferredFile { writes += 1 } else if line.isDeletion { deletes += 1 } else { return }
                     if shown.count < 50 { shown.append("  \(line.isDeletion ? "delete" : "write ") \(RawPath(bytes: line.name).display)") }
                 }
-                guard outcome.status == 0 else { throw OperationError("rsync --dry-run failed with exit \(outcome.status): \(outcome.lastErrorLine)") }
+                guard outcome.status == 0 else { throw outcome.error("rsync --dry-run") }
             } else {
                 writes = scope.count
                 shown = scope.prefix(50).map { "  write  \($0.path.display)" }
@@ -501,7 +517,7 @@ public struct RsyncSnapshotTarget: BackupTarget {
                 if line.isTransferredFile { written += 1; bytes += line.length } else if line.isDeletion { deleted += 1 }
             }
             if outcome.status != 0 { try Interrupts.shared.yieldToSignal() }
-            guard outcome.status == 0 else { throw OperationError("rsync exited \(outcome.status): \(outcome.lastErrorLine)") }
+            guard outcome.status == 0 else { throw outcome.error("rsync") }
         } catch {
             throw rollBack("\(error)")
         }

@@ -76,7 +76,9 @@ final class PgBaseBackupTargetTests: XCTestCase {
         // A target time before the oldest base backup is refused.
         XCTAssertThrowsError(try engine.restore(target: "cluster", id: "latest",
                                                 options: RestoreOptions(destination: pg.root + "/never", targetTime: Date(timeIntervalSinceNow: -86400)))) {
-            XCTAssertTrue("\($0)".contains("no good backup of 'cluster' finished before"), "\($0)")
+            XCTAssertTrue("\($0)".contains("is before any good backup of 'cluster' finished"), "\($0)")
+            // Both time refusals are bad arguments: the same documented exit code, 2.
+            XCTAssertEqual(($0 as? UserFacingError)?.exitStatus, .usage, "\($0)")
         }
         XCTAssertThrowsError(try engine.restore(target: "cluster", id: try XCTUnwrap(second.setID),
                                                 options: RestoreOptions(destination: pg.root + "/never", targetTime: targetTime))) {
@@ -88,6 +90,7 @@ final class PgBaseBackupTargetTests: XCTestCase {
         XCTAssertThrowsError(try engine.restore(target: "cluster", id: "latest",
                                                 options: RestoreOptions(destination: pg.root + "/never", targetTime: Date(timeIntervalSinceNow: 86400)))) {
             XCTAssertTrue("\($0)".contains("after the newest archived WAL") && "\($0)".contains("--to-latest"), "\($0)")
+            XCTAssertEqual(($0 as? UserFacingError)?.exitStatus, .usage, "\($0)")
         }
         let restored = pg.root + "/restored-\(UInt32.random(in: 0...UInt32.max))"
         let plan = try engine.restore(target: "cluster", id: "latest", options: RestoreOptions(destination: restored, dryRun: true, targetTime: targetTime))

@@ -342,7 +342,9 @@ final class RsyncSnapshotTargetTests: XCTestCase {
         killer.start()
         let summary = try e.backup()
         XCTAssertFalse(summary.succeeded)
-        XCTAssertTrue(summary.targets[0].error?.contains("rsync failed with exit 137") ?? false, summary.targets[0].error ?? "")
+        // Said as administrators know it, not as a shell's 128+9.
+        XCTAssertTrue(summary.targets[0].error?.contains("rsync failed (killed by SIGKILL)") ?? false, summary.targets[0].error ?? "")
+        XCTAssertFalse(summary.targets[0].error?.contains("137") ?? true, summary.targets[0].error ?? "")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: daily), [], "no snapshot is left")
         XCTAssertFalse(FileOps.exists(e.repository.root + "/links/media/latest"))
     }

@@ -71,7 +71,8 @@ public struct Config: Sendable {
         let all = fileValues.merging(environment) { _, env in env }
         let values = all.filter { Config.isSecretKey($0.key) && $0.value.count >= 3 }.map(\.value)
         // A URL's password also appears decoded (in libpq errors, say): redact that form too.
-        let decoded = values.compactMap { URLComponents(string: $0)?.password?.removingPercentEncoding }
+        // (URLComponents.password is already decoded, once: exactly what is sent to the server.)
+        let decoded = values.compactMap { URLComponents(string: $0)?.password }
         return values + decoded.filter { $0.count >= 3 }
     }
 

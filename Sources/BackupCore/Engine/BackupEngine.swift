@@ -94,6 +94,17 @@ public struct BackupEngine: Sendable {
         let cleaned = try repository.removeIncomplete()
         for path in cleaned { logger.warning("removed incomplete backup left by an earlier run: \(path)") }
 
+        // Nothing can run: the preflight errors above are the whole story (one line each); no
+        // "started" line after them, no set, and the failures are kept for stats.
+        let blocked = selected.filter { t in findings.contains { $0.target == t.name && $0.severity == .error } }
+        if blocked.count == selected.count {
+            let records = selected.map { t in
+                failedRecord(t, start: Date(), reason: "preflight: \(findings.first { $0.target == t.name && $0.severity == .error }!.message)")
+            }
+            repository.recordFailures(records)
+            return RunSummary(setID: nil, directory: nil, targets: records, findings: findings, cleanedUp: cleaned, dryRun: false)
+        }
+
         let started = Date()
         let tierDir = repository.root + "/" + tier
         try FileOps.makeDirectory(tierDir)
@@ -107,7 +118,8 @@ public struct BackupEngine: Sendable {
             Interrupts.shared.unregisterPartial(final)
         }
         try FileOps.makeDirectory(staging)
-        logger.info("backup \(id) started: \(selected.map(\.name).joined(separator: ", ")) -> \(final)")
+        let skipped = blocked.isEmpty ? "" : " (not \(blocked.map(\.name).joined(separator: ", ")): preflight failed)"
+        logger.info("backup \(id) started: \(selected.filter { t in !blocked.contains { $0.name == t.name } }.map(\.name).joined(separator: ", "))\(skipped) -> \(final)")
 
         var records: [TargetRecord] = []
         for target in selected {
@@ -138,7 +150,8 @@ public struct BackupEngine: Sendable {
                 tagged.info("done: \(output.artifacts.count) file(s), \(Format.bytes(record.bytes)) in \(Format.seconds(record.finishedAt.timeIntervalSince(targetStart)))")
                 records.append(record)
             } catch {
-                tagged.error("failed: \(error)")
+                // With one target this line is the whole story: no summary line follows.
+                tagged.error("failed: \(error)\(selected.count == 1 ? "; nothing was kept" : "")")
                 try? FileOps.removeTree(dir)
                 records.append(failedRecord(target, start: targetStart, reason: "\(error)"))
             }
@@ -148,7 +161,7 @@ public struct BackupEngine: Sendable {
             try FileOps.removeTree(staging)
             // No set records this run, so keep its failures where stats and health checks look.
             repository.recordFailures(records.filter { $0.status == .failed })
-            logger.error("backup \(id) failed: no target succeeded; nothing was kept")
+            if selected.count > 1 { logger.error("backup \(id) failed: no target succeeded; nothing was kept") }
             return RunSummary(setID: nil, directory: nil, targets: records, findings: findings, cleanedUp: cleaned, dryRun: false)
         }
 

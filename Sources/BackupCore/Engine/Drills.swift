@@ -27,6 +27,7 @@ extension BackupEngine {
         defer { runLock.release() }
         // A drill killed with SIGKILL leaves its scratch folder behind: clear it under the lock.
         try repository.removeStaleScratch()
+        removeDrillLeftovers()
         var reports: [DrillReport] = []
         var withoutDrill: [String] = []
         var withoutBackup: [String] = []
@@ -46,7 +47,7 @@ extension BackupEngine {
             var tagged = logger
             tagged[metadataKey: "target"] = "\(target.name)"
             let context = VerifyContext(setDirectory: set.directory, deep: false, logger: tagged, showProgress: showProgress,
-                                        scratchDirectory: repository.scratchDirectory)
+                                        scratchDirectory: repository.scratchDirectory, checkSidecars: false)
             do {
                 guard let report = try target.restoreDrill(record, context: context) else {
                     if !only.isEmpty { throw noDrill([target]) }
@@ -87,5 +88,76 @@ extension BackupEngine {
         try FileOps.makeDirectory(repository.root + "/state")
         let history = Array((drillHistory() + reports).suffix(200))
         try FileOps.writeAtomically(try BackstopJSON.encoder().encode(history), to: drillLogPath)
+    }
+}
+
+/// Scratch resources of restore drills in progress (`state/drill-scratch.json`): each is
+/// recorded before it is created and removed from the record once dropped, so a drill killed
+/// with -9 leaves a record, and the next drill or `prune` removes the leftover.
+public struct DrillLeftovers: Sendable {
+    /// One scratch resource.
+    public struct Item: Codable, Sendable {
+        /// The target whose drill made it.
+        public var target: String
+        /// What the target removes it by (a scratch database's name).
+        public var resource: String
+        /// For people: what and where it is.
+        public var description: String
+        /// The drill's process.
+        public var pid: Int32
+        /// When it was made.
+        public var at: Date
+    }
+
+    /// The repository root.
+    public let root: String
+    /// Opens the record of the repository at `root`.
+    public init(root: String) { self.root = root }
+
+    var path: String { root + "/state/drill-scratch.json" }
+
+    /// Every recorded item.
+    public func all() -> [Item] {
+        guard let data = FileManager.default.contents(atPath: path) else { return [] }
+        return (try? BackstopJSON.decoder().decode([Item].self, from: data)) ?? []
+    }
+
+    /// Items whose drill process is gone: leftovers of killed drills.
+    public func leftovers() -> [Item] {
+        all().filter { $0.pid != getpid() && kill($0.pid, 0) != 0 && errno == ESRCH }
+    }
+
+    /// Records a scratch resource before it is created.
+    public func add(target: String, resource: String, description: String) throws {
+        try FileOps.makeDirectory(root + "/state")
+        try save(all() + [Item(target: target, resource: resource, description: description, pid: getpid(), at: Date())])
+    }
+
+    /// Forgets a resource once it is gone. Best effort.
+    public func remove(resource: String) {
+        try? save(all().filter { $0.resource != resource })
+    }
+
+    private func save(_ items: [Item]) throws {
+        if items.isEmpty { unlink(path); return }
+        try FileOps.writeAtomically(try BackstopJSON.encoder().encode(items), to: path)
+    }
+}
+
+extension BackupEngine {
+    /// Removes what killed restore drills left behind (through their targets) and forgets it;
+    /// a leftover that cannot be removed now stays recorded and is logged.
+    public func removeDrillLeftovers() {
+        let record = DrillLeftovers(root: repository.root)
+        for item in record.leftovers() {
+            guard let target = targets.first(where: { $0.name == item.target }) else { continue }
+            do {
+                try target.removeDrillLeftover(item.resource)
+                record.remove(resource: item.resource)
+                logger.warning("removed \(item.description), left by a restore drill that was killed", metadata: ["target": "\(item.target)"])
+            } catch {
+                logger.warning("could not remove \(item.description), left by a killed restore drill: \(error)", metadata: ["target": "\(item.target)"])
+            }
+        }
     }
 }

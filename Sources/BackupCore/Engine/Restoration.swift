@@ -12,7 +12,8 @@ extension BackupEngine {
             }
             if let found = good.first(where: { $0.1.finishedAt <= before }) { return found }
             if let oldest = good.last {
-                throw OperationError("no good backup of '\(name)' finished before \(Format.iso8601(before)); the oldest finished at \(Format.iso8601(oldest.1.finishedAt))")
+                // A bad argument, like a time after the newest archived WAL: both exit 2.
+                throw UsageError("--to-time \(Format.iso8601(before)) is before any good backup of '\(name)' finished; the oldest finished at \(Format.iso8601(oldest.1.finishedAt)): pick a later time")
             }
         }
         if id == "latest" {
@@ -40,12 +41,20 @@ extension BackupEngine {
         defer { runLock?.release() }
         var tagged = logger
         tagged[metadataKey: "target"] = "\(name)"
+        // Never restore over what an interrupted restore left: its safety copy is the real
+        // "before", and a new safety copy would be of the half-restored state.
+        if let left = RestoreJournal.interrupted(in: repository, lockHeld: false).first(where: { $0.target == name }) {
+            throw OperationError("an interrupted restore of \(name) (from backup \(left.setID)) left changes behind: \(left.summary); "
+                                 + "roll it back first with `restore \(name) --resume-rollback`, then restore again")
+        }
+        let journal = options.dryRun ? nil : RestoreJournal(repository: repository, target: name, kind: target.kind, setID: set.id)
         let context = RestoreContext(setDirectory: set.directory, setID: set.id, safetyDirectory: repository.safetyDirectory,
-                                     options: options, logger: tagged, showProgress: showProgress)
+                                     options: options, logger: tagged, showProgress: showProgress, journal: journal)
         if !options.dryRun {
             // Never restore from a damaged backup: check it first, thoroughly (a snapshot tree's
             // files are re-hashed: a same-size corruption must not overwrite good live data).
-            let verifyContext = VerifyContext(setDirectory: set.directory, deep: true, logger: tagged, showProgress: showProgress)
+            let verifyContext = VerifyContext(setDirectory: set.directory, deep: true, logger: tagged, showProgress: showProgress,
+                                              checkSidecars: false)
             let problems = target.verify(record, context: verifyContext).filter { $0.severity == .error }
             if let first = problems.first {
                 throw OperationError("backup \(set.id) of '\(name)' failed verification, not restoring: \(first.message)")
@@ -57,7 +66,29 @@ extension BackupEngine {
             tagged.info("restoring \(name) from backup \(set.id)")
         }
         // A signal mid-restore stops the work and lets the target roll back before exiting.
-        return try Interrupts.shared.deferring { try target.restore(record, context: context) }
+        return try Interrupts.shared.deferring {
+            do {
+                let report = try target.restore(record, context: context)
+                journal?.finish()
+                return report
+            } catch {
+                // Rolled back (or nothing changed): the journal goes. A failed rollback keeps it.
+                if let journal, !journal.kept { journal.finish() }
+                throw error
+            }
+        }
+    }
+}
+
+extension BackupEngine {
+    /// Lets every target update what it keeps beside the sets (e.g. a `latest` link) after
+    /// sets were removed. A failure is a warning: the removal itself is done.
+    func afterRemoval() {
+        for target in targets {
+            do { try target.didRemoveSets(repository: repository) } catch {
+                logger.warning("after removing backups: \(error)", metadata: ["target": "\(target.name)"])
+            }
+        }
     }
 }
 
@@ -92,7 +123,9 @@ extension BackupEngine {
         let plan = RemovalPlan(id: set.id, directory: set.directory, bytes: FileOps.freedSize(set.directory), removed: !dryRun)
         if !dryRun {
             try repository.delete(set)
-            logger.info("removed backup \(set.tier)/\(set.id) (\(Format.bytes(plan.bytes)))")
+            // The command prints its own line on stdout; the daily log keeps one too.
+            logger.info("removed backup \(set.tier)/\(set.id) (\(Format.bytes(plan.bytes)))", metadata: .logFileOnly)
+            afterRemoval()
         }
         return plan
     }

@@ -388,6 +388,7 @@ extension BackupEngine {
     public func prune(_ policy: RetentionPolicy, dryRun: Bool, now: Date = Date()) throws -> [PruneDecision] {
         let runLock: RunLock? = dryRun ? nil : try lock()
         defer { runLock?.release() }
+        if !dryRun { removeDrillLeftovers() }
         var decisions = pruneDecisions(policy, now: now)
         logger.info("retention \(policy.summary)")
         for d in decisions where d.remove {
@@ -399,6 +400,7 @@ extension BackupEngine {
             }
         }
         for d in decisions where !d.remove { logger.debug("\(d.tier)/\(d.id): \(d.reason)") }
+        if !dryRun && decisions.contains(where: \.remove) { afterRemoval() }
         // Then what targets keep beside their sets, judged by the sets that remain.
         let removed = Set(decisions.filter(\.remove).map { "\($0.tier)/\($0.id)" })
         let remaining = repository.completeSets().filter { !removed.contains("\($0.tier)/\($0.id)") }

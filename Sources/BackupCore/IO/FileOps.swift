@@ -92,11 +92,20 @@ public enum FileOps {
     }
 
     /// Calls `body` with the stat of every regular file under `path` (not following symlinks).
+    /// The walk uses byte-exact names, so files whose names are not valid UTF-8 are counted too.
     private static func eachRegularFile(under path: String, _ body: (stat) -> Void) {
-        guard let e = FileManager.default.enumerator(atPath: path) else { return }
-        while let rel = e.nextObject() as? String {
-            var st = stat()
-            if lstat(path + "/" + rel, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG { body(st) }
+        eachRegularFile(under: RawPath(path), body)
+    }
+
+    private static func eachRegularFile(under dir: RawPath, _ body: (stat) -> Void) {
+        for name in dir.children() ?? [] {
+            let child = dir.appending(name)
+            guard let st = child.lstat() else { continue }
+            switch st.st_mode & S_IFMT {
+            case S_IFREG: body(st)
+            case S_IFDIR: eachRegularFile(under: child, body)
+            default: break
+            }
         }
     }
 

@@ -9,6 +9,9 @@ public final class LogSink: @unchecked Sendable {
     private let toStderr: Bool
     private var fileDay = ""
     private var fd: Int32 = -1
+    /// Metadata key that sends a log line to the log file only, for what a command already
+    /// prints on stdout itself (so the terminal shows it once); `Logger.Metadata.logFileOnly`.
+    public static let fileOnlyKey = "fileOnly"
     /// Every line written, redacted; kept for alerts and tests.
     public private(set) var lines: [String] = []
 
@@ -72,15 +75,12 @@ public struct SinkLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    /// The metadata key that sends a line to the log file only (see `Logger.Metadata.logFileOnly`).
-    public static let fileOnlyKey = "log-file-only"
-
     /// Writes one event: `[target] message key=value ...`, the handler's metadata merged with the event's.
     public func log(event: LogEvent) {
         var all = metadata
         if let extra = event.metadata { all.merge(extra) { $1 } }
         let target = all.removeValue(forKey: "target").map { "[\($0)] " } ?? ""
-        let fileOnly = all.removeValue(forKey: Self.fileOnlyKey) != nil
+        let fileOnly = all.removeValue(forKey: LogSink.fileOnlyKey) != nil
         let tail = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         sink.write(level: event.level, "\(target)\(event.message)\(tail)", fileOnly: fileOnly)
     }
@@ -89,7 +89,7 @@ public struct SinkLogHandler: LogHandler {
 extension Logger.Metadata {
     /// Metadata for a line that goes to the log file but not to stderr, because the command
     /// prints the same fact on stdout (e.g. a restore report's safety copy path).
-    public static var logFileOnly: Logger.Metadata { [SinkLogHandler.fileOnlyKey: "yes"] }
+    public static var logFileOnly: Logger.Metadata { [LogSink.fileOnlyKey: "true"] }
 }
 
 extension Logger {

@@ -12,6 +12,10 @@ public struct StoredSet: Sendable {
     public let manifest: SetManifest?
     /// Why the manifest could not be read, if it exists but is broken.
     public let problem: String?
+
+    /// True when the set has a `manifest.json` that cannot be read (corrupt, or a format this
+    /// version does not know). Such a set is never used and never removed automatically.
+    public var manifestUnreadable: Bool { manifest == nil && problem != nil && problem != Repository.stagingProblem }
 }
 
 /// The backup directory: tiers of sets, a lock file, logs and pre-restore safety copies.
@@ -127,10 +131,21 @@ public struct Repository: Sendable {
         guard let data = FileManager.default.contents(atPath: path) else { return (nil, nil) }
         do {
             let m = try BackstopJSON.decoder().decode(SetManifest.self, from: data)
-            guard m.format == SetManifest.currentFormat else { return (nil, "unknown manifest format \(m.format)") }
+            guard m.format == SetManifest.currentFormat else { return (nil, "manifest unreadable: unknown manifest format \(m.format)") }
             return (m, nil)
         } catch {
-            return (nil, "unreadable manifest: \(error)")
+            return (nil, "manifest unreadable: \(Repository.describeDecodingError(error))")
+        }
+    }
+
+    /// A short reason for a manifest that failed to decode (not Swift's whole debug dump).
+    static func describeDecodingError(_ error: Error) -> String {
+        switch error {
+        case DecodingError.dataCorrupted(let c): return "not valid JSON (\(c.debugDescription))"
+        case DecodingError.keyNotFound(let key, _): return "key '\(key.stringValue)' is missing"
+        case DecodingError.typeMismatch(_, let c), DecodingError.valueNotFound(_, let c):
+            return "bad value at '\(c.codingPath.map(\.stringValue).joined(separator: "."))' (\(c.debugDescription))"
+        default: return "\(error)"
         }
     }
 
@@ -146,7 +161,11 @@ public struct Repository: Sendable {
         if matches.count > 1 {
             throw UsageError("backup \(id) exists in several tiers (\(matches.map(\.tier).joined(separator: ", "))); name it as TIER/\(id)")
         }
-        if allSets().contains(where: { $0.id == id && $0.manifest == nil }) {
+        let unusable = allSets().filter { ($0.id == id || "\($0.tier)/\($0.id)" == id) && $0.manifest == nil }
+        if let broken = unusable.first(where: \.manifestUnreadable) {
+            throw OperationError("backup \(id): \(broken.problem ?? "manifest unreadable"); it cannot be used, and it is never removed automatically")
+        }
+        if !unusable.isEmpty {
             throw OperationError("backup \(id) is incomplete (it has no manifest) and cannot be used")
         }
         throw UsageError("no backup named \(id) in \(root); see the list command")

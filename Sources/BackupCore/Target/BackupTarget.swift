@@ -35,6 +35,14 @@ public protocol BackupTarget: Sendable {
     /// Default: false.
     static var hasRestoreDrill: Bool { get }
 
+    /// Puts back what an interrupted restore (killed before it could roll back) changed, from
+    /// the journal it left (`RestoreJournal`). Default: refuses, for kinds that keep no journal.
+    func rollBackInterruptedRestore(_ entry: RestoreJournal.Entry, context: RestoreContext) throws -> RestoreReport
+
+    /// Removes a scratch resource (e.g. a drill's scratch database) that a killed restore drill
+    /// left behind, recorded in `state/drill-scratch.json`. Default: nothing to remove.
+    func removeDrillLeftover(_ resource: String) throws
+
     /// Restores the backup into a scratch place, checks it against the manifest, and always
     /// cleans up: the restore drill of `verify --restore-test`. Returns nil when the kind has
     /// no drill. Default: nil.
@@ -43,6 +51,12 @@ public protocol BackupTarget: Sendable {
     /// Called after the set holding this target's backup has been committed (renamed into place
     /// and its manifest written), e.g. to move a `latest` link. Default: nothing.
     func didCommit(_ record: TargetRecord, setDirectory: String, context: BackupContext) throws
+
+    /// Called after sets were removed (`remove`, `prune`), under the lock: brings up to date what
+    /// the target keeps beside its sets that may have pointed into a removed set (e.g. moves a
+    /// `latest` link to the newest remaining backup, or removes it when none remains).
+    /// Default: nothing.
+    func didRemoveSets(repository: Repository) throws
 
     /// Facts about the source's state now, beyond what its last backup recorded, for `stats`
     /// and health checks (e.g. the WAL archive's newest segment and its age). Must be cheap and
@@ -68,6 +82,14 @@ extension BackupTarget {
     public func restoreDrill(_ record: TargetRecord, context: VerifyContext) throws -> DrillReport? { nil }
 
     public func currentFacts(repository: Repository) -> [String: JSONValue] { [:] }
+
+    public func didRemoveSets(repository: Repository) throws {}
+
+    public func rollBackInterruptedRestore(_ entry: RestoreJournal.Entry, context: RestoreContext) throws -> RestoreReport {
+        throw OperationError("\(kind) targets keep no restore journal; nothing to roll back automatically: \(entry.summary)")
+    }
+
+    public func removeDrillLeftover(_ resource: String) throws {}
 
     public func pruneOutsideSets(keeping kept: [TargetRecord], dryRun: Bool) throws -> [PruneDecision] { [] }
 }
@@ -195,13 +217,19 @@ public struct VerifyContext: Sendable {
     /// for plain verification, which never writes.
     public let scratchDirectory: String?
 
+    /// Whether each artifact's `.sha256` sidecar is compared with the manifest (`verify` does;
+    /// a restore does not need the sidecars, only the manifest's checksums).
+    public let checkSidecars: Bool
+
     /// Creates a verify context.
-    public init(setDirectory: String, deep: Bool, logger: Logger, showProgress: Bool, scratchDirectory: String? = nil) {
+    public init(setDirectory: String, deep: Bool, logger: Logger, showProgress: Bool, scratchDirectory: String? = nil,
+                checkSidecars: Bool = true) {
         self.setDirectory = setDirectory
         self.deep = deep
         self.logger = logger
         self.showProgress = showProgress
         self.scratchDirectory = scratchDirectory
+        self.checkSidecars = checkSidecars
     }
 
     /// The set's ID (its folder's name).
@@ -225,6 +253,32 @@ public struct VerifyContext: Sendable {
         Interrupts.shared.unregisterPartial(path)
     }
 
+    /// Compares the `sha256sum -c` sidecar of `artifact` with the manifest: it must exist and
+    /// hold exactly one line `<manifest SHA-256>  <file name>` (or ` *<file name>`).
+    func checkSidecar(_ artifact: Artifact, target: String) -> Finding? {
+        let sidecar = setDirectory + "/" + artifact.path + ".sha256"
+        let shown = artifact.path + ".sha256"
+        guard let data = FileManager.default.contents(atPath: sidecar) else {
+            return Finding(.error, target: target, "\(shown): missing (sha256sum -c needs it)")
+        }
+        let base = (artifact.path as NSString).lastPathComponent
+        let text = String(decoding: data, as: UTF8.self)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: true)
+        guard lines.count == 1, let line = lines.first, line.count > 66 else {
+            return Finding(.error, target: target, "\(shown): damaged (not one `SHA-256  name` line); sha256sum -c fails on it")
+        }
+        let hash = String(line.prefix(64)).lowercased()
+        let rest = line.dropFirst(64)
+        let name = rest.hasPrefix("  ") || rest.hasPrefix(" *") ? String(rest.dropFirst(2)) : nil
+        if hash != artifact.sha256.lowercased() {
+            return Finding(.error, target: target, "\(shown): damaged: it says \(hash.prefix(64)), the manifest says \(artifact.sha256); sha256sum -c fails on it")
+        }
+        if name != base {
+            return Finding(.error, target: target, "\(shown): damaged: it names \(name.map { "'\($0)'" } ?? "no file"), not \(base); sha256sum -c fails on it")
+        }
+        return nil
+    }
+
     /// Checks every artifact of `record`: present, right size, right SHA-256. `content` may read
     /// from the reader (e.g. through libarchive) to check the content in the same pass; whatever
     /// it leaves unread is read afterwards so the checksum always covers the whole file.
@@ -237,6 +291,7 @@ public struct VerifyContext: Sendable {
                 findings.append(Finding(.error, target: record.name, "\(artifact.path): missing"))
                 continue
             }
+            if checkSidecars, let problem = checkSidecar(artifact, target: record.name) { findings.append(problem) }
             if size != artifact.bytes {
                 findings.append(Finding(.error, target: record.name, "\(artifact.path): size \(size) bytes, manifest says \(artifact.bytes)"))
                 continue
@@ -316,16 +371,20 @@ public struct RestoreContext: Sendable {
     public let logger: Logger
     /// Whether a progress line may be drawn.
     public let showProgress: Bool
+    /// Where a restore that changes something outside a folder it can put back by itself (a
+    /// database) records each change before making it; nil for dry runs and tests.
+    public let journal: RestoreJournal?
 
     /// Creates a restore context.
     public init(setDirectory: String, setID: String, safetyDirectory: String, options: RestoreOptions,
-                logger: Logger, showProgress: Bool) {
+                logger: Logger, showProgress: Bool, journal: RestoreJournal? = nil) {
         self.setDirectory = setDirectory
         self.setID = setID
         self.safetyDirectory = safetyDirectory
         self.options = options
         self.logger = logger
         self.showProgress = showProgress
+        self.journal = journal
     }
 
     /// A fresh path for a safety copy named after the target and the time.

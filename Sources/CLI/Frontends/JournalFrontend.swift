@@ -104,8 +104,11 @@ public enum JournalFrontend: Frontend {
             }
             server.host = c.host.flatMap { $0.isEmpty ? nil : $0 }
             server.port = c.port
-            server.user = c.user?.removingPercentEncoding
-            server.password = c.password?.removingPercentEncoding
+            // URLComponents decodes `user`, `password` and `path` once already: decoding again
+            // would turn a password `100%25` (100%) into nothing and `pct%2541x` into `pctAx`.
+            server.user = c.user
+            server.password = c.password
+            server.credentialSource = "the password in DATABASE_URL in \(config.origin("DATABASE_URL")) (percent-encoded: % as %25, @ as %40)"
             for item in c.queryItems ?? [] {
                 switch item.name {
                 case "sslmode": server.sslmode = item.value
@@ -116,12 +119,14 @@ public enum JournalFrontend: Frontend {
                                                    expected: "a URL whose query parameters are among sslmode, host, port (found \(item.name))")
                 }
             }
-            return (server, db.removingPercentEncoding ?? db)
+            return (server, db)
         }
         server.host = config.string("POSTGRES_HOST")
         server.port = try config.string("POSTGRES_PORT") == nil ? nil : config.int("POSTGRES_PORT", default: 5432, range: 1...65535)
         server.user = config.string("POSTGRES_USER")
         server.password = config.string("POSTGRES_PASSWORD")
+        server.credentialSource = server.password != nil ? "POSTGRES_PASSWORD in \(config.origin("POSTGRES_PASSWORD"))"
+            : "no POSTGRES_PASSWORD in \(config.file): set it (or PGPASSFILE, ~/.pgpass)"
         guard let db = config.string("POSTGRES_DB") else {
             throw ConfigError.missingKey(key: "DATABASE_URL or POSTGRES_DB", file: config.file)
         }

@@ -9,6 +9,18 @@
 int backstop_pipe_cloexec(int fds[2]);
 int backstop_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path);
 
+/* Starts `path` in its own process group with stdin/stdout/stderr from the given descriptors.
+   It dies with Backstop, however Backstop dies: PR_SET_PDEATHSIG(SIGKILL) for the child, and a
+   watchdog process that kills the child's whole process group (pg_restore's workers too) when
+   Backstop is gone. Returns the pid, or -1 with the errno (of fork, or of the child's setup or
+   execve) in *err_out. Wait for it with backstop_wait_child and the watchdog and guard returned. */
+pid_t backstop_spawn_child(const char *path, char *const argv[], char *const envp[],
+                           int in_fd, int out_fd, int err_fd, const char *chdir_to,
+                           pid_t *watchdog_out, int *guard_out, int *err_out);
+
+/* Waits for a child of backstop_spawn_child, dismisses its watchdog, and reaps it. */
+int backstop_wait_child(pid_t pid, pid_t watchdog, int guard_fd, int *status);
+
 /* curl_easy_setopt is variadic and cannot be called from Swift.
    These typed wrappers are the only C code Backstop carries for libcurl. */
 typedef size_t (*backstop_curl_data_cb)(char *ptr, size_t size, size_t nmemb, void *userdata);

@@ -53,6 +53,9 @@ public struct PostgresServer: Sendable {
     public var sslmode: String?
     /// Where the client programs are (Alfresco ships its own); searched before the system's.
     public var binDir: String?
+    /// Where the credentials come from, for the line that says what to fix when the server
+    /// refuses them, e.g. `TARGET_DB_PASSWORD in /etc/backstop.env`.
+    public var credentialSource: String?
     /// Whether to look beyond `binDir` (in /usr/lib/postgresql and PATH). Tests turn it off to
     /// stand in for a machine that only has an old client.
     var searchSystemClients = true
@@ -79,6 +82,9 @@ public struct PostgresServer: Sendable {
                   passfile: try s.path("PASSFILE"),
                   sslmode: try s.string("SSLMODE") == nil ? nil : s.choice("SSLMODE", sslModes, default: "prefer"),
                   binDir: try s.path("BIN_DIR"))
+        let key = s.string("PASSWORD") != nil ? s.key("PASSWORD") : s.string("PASSFILE") != nil ? s.key("PASSFILE") : nil
+        credentialSource = key.map { "\($0) in \(s.config.origin($0))" }
+            ?? "no \(s.key("PASSWORD")) or \(s.key("PASSFILE")) in \(s.config.file): set one (or PGPASSFILE, ~/.pgpass)"
     }
 
     /// `user@host:port`, for messages.
@@ -173,7 +179,7 @@ public struct PostgresServer: Sendable {
             if error.message.contains("does not exist") && error.message.contains("database") {
                 return ([Finding(.error, target: target, "database \(database) does not exist on \(label)")], nil)
             }
-            return ([Finding(.error, target: target, error.message)], nil)
+            return ([Finding(.error, target: target, error.message + credentialHint(error.message))], nil)
         } catch {
             return ([Finding(.error, target: target, "\(error)")], nil)
         }
@@ -190,6 +196,13 @@ public struct PostgresServer: Sendable {
             }
         }
         return (findings, version)
+    }
+
+    /// For a refused login, what to fix: the config key the credentials came from.
+    func credentialHint(_ message: String) -> String {
+        let refused = ["password authentication failed", "no password supplied", "authentication failed", "password is required"]
+        guard refused.contains(where: { message.localizedCaseInsensitiveContains($0) }), let credentialSource else { return "" }
+        return "; fix the credentials: \(credentialSource)"
     }
 
     /// `15.18` from 150018, `9.4.26` from 90426.
