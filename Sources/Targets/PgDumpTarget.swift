@@ -378,6 +378,7 @@ public struct PgDumpTarget: BackupTarget {
                 let ended = try recreate(maintenance, targetName, meta: meta, dropFirst: exists, lockOut: true)
                 if ended > 0 { report.lines.append("ended \(ended) other session(s) connected to \(targetName)") }
                 try load(db, into: targetName, setDirectory: context.setDirectory, scratch: context.safetyDirectory, tools: tools)
+                try Fault.point("restore-pg-dump")
                 let (tables, rows) = try compareCounts(db, database: targetName)
                 for problem in applyProperties(maintenance, targetName, meta: meta) {
                     report.lines.append("warning: could not put back \(problem)")
@@ -394,6 +395,7 @@ public struct PgDumpTarget: BackupTarget {
                 for name in replaced {
                     if let safety = safeties[name] {
                         do {
+                            try Fault.point("rollback")
                             try recreate(maintenance, name, meta: safety.meta, dropFirst: true, lockOut: true)
                             try restoreDumpFile(safety.path, into: name, tool: tools.pgRestore, what: "pg_restore of the safety dump")
                             _ = applyProperties(maintenance, name, meta: safety.meta)
@@ -403,8 +405,12 @@ public struct PgDumpTarget: BackupTarget {
                             failedRollbacks.append("\(name): \(rollbackError); restore it with pg_restore --dbname=\(name) \(safety.path)")
                         }
                     } else {
-                        _ = try? maintenance.query("DROP DATABASE IF EXISTS \(PGConnection.quoteIdentifier(name))")
-                        outcome.append("the half-restored \(name) was dropped")
+                        do {
+                            try maintenance.query("DROP DATABASE IF EXISTS \(PGConnection.quoteIdentifier(name))")
+                            outcome.append("the half-restored \(name) was dropped")
+                        } catch let dropError {
+                            failedRollbacks.append("\(name): the half-restored database could not be dropped (\(dropError)); drop it by hand")
+                        }
                     }
                 }
                 if !failedRollbacks.isEmpty {

@@ -474,21 +474,34 @@ public struct RsyncSnapshotTarget: BackupTarget {
 
         func rollBack(_ reason: String) -> OperationError {
             context.logger.error("restore failed (\(reason)); rolling back")
-            if let safety {
-                for item in safetyCopied {
-                    if item == "." {
-                        _ = try? ChildProcess("rsync", preserveOptions + ["--delete", "--", safety + "/", destination + "/"]).run()
-                    } else {
-                        try? FileOps.removeTree(destination + "/" + item)
-                        _ = try? ChildProcess("cp", ["-a", "--", safety + "/" + item, destination + "/" + item]).run()
+            var problems: [String] = []
+            do {
+                try Fault.point("rollback")
+                if let safety {
+                    for item in safetyCopied {
+                        let outcome: ChildProcess.Outcome
+                        if item == "." {
+                            outcome = try ChildProcess("rsync", preserveOptions + ["--delete", "--", safety + "/", destination + "/"]).run()
+                        } else {
+                            try FileOps.removeTree(destination + "/" + item)
+                            outcome = try ChildProcess("cp", ["-a", "--", safety + "/" + item, destination + "/" + item]).run()
+                        }
+                        if outcome.status != 0 { problems.append("copying \(item) back exited \(outcome.status): \(outcome.lastErrorLine)") }
                     }
+                    // Paths that did not exist before the restore are removed again.
+                    for p in prefixes where !safetyCopied.contains(p) { try FileOps.removeTree(destination + "/" + p) }
+                } else if !destExists {
+                    try FileOps.removeTree(destination)
+                } else {
+                    for child in RawPath(destination).children() ?? [] { try FileOps.removeTree(RawPath(destination).appending(child)) }
                 }
-                // Paths that did not exist before the restore are removed again.
-                for p in prefixes where !safetyCopied.contains(p) { try? FileOps.removeTree(destination + "/" + p) }
-            } else if !destExists {
-                try? FileOps.removeTree(destination)
-            } else {
-                for child in RawPath(destination).children() ?? [] { try? FileOps.removeTree(RawPath(destination).appending(child)) }
+            } catch {
+                problems.append("\(error)")
+            }
+            if !problems.isEmpty {
+                let kept = safety.map { "; the files as they were before the restore are in the safety copy \($0)" } ?? ""
+                context.logger.error("restore of \(name) failed AND THE ROLLBACK FAILED: \(problems.joined(separator: "; "))\(kept)")
+                return OperationError("restore of \(name) into \(destination) failed (\(reason)) AND THE ROLLBACK FAILED (\(problems.joined(separator: "; ")))\(kept)")
             }
             return OperationError("restore of \(name) failed and was rolled back: \(reason)")
         }
@@ -502,6 +515,7 @@ public struct RsyncSnapshotTarget: BackupTarget {
             }
             if outcome.status != 0 { try Interrupts.shared.yieldToSignal() }
             guard outcome.status == 0 else { throw OperationError("rsync exited \(outcome.status): \(outcome.lastErrorLine)") }
+            try Fault.point("restore-rsync")
         } catch {
             throw rollBack("\(error)")
         }

@@ -131,6 +131,7 @@ public struct BackupEngine: Sendable {
                     output.artifacts[i].path = target.name + "/" + name
                 }
                 FileOps.syncDirectory(dir)
+                try Fault.point("backup-" + target.name)
                 let record = TargetRecord(name: target.name, kind: target.kind, status: .ok, error: nil,
                                           startedAt: targetStart, finishedAt: Date(), artifacts: output.artifacts,
                                           warnings: output.warnings, facts: output.facts, toolVersions: output.toolVersions)
@@ -153,7 +154,9 @@ public struct BackupEngine: Sendable {
         }
 
         // Commit: rename into place, then write the manifest last.
+        try Fault.point("before-rename")
         try FileOps.rename(staging, to: final)
+        try Fault.point("before-manifest")
         let manifest = SetManifest(id: id, tier: tier, frontend: frontend, host: ProcessInfo.processInfo.hostName,
                                    backstopVersion: backstopVersion, startedAt: started, finishedAt: Date(),
                                    status: records.allSatisfy { $0.status == .ok } ? .complete : .partial,
@@ -171,6 +174,7 @@ public struct BackupEngine: Sendable {
                 tagged.warning("after commit: \(error)")
             }
         }
+        try Fault.point("backup-committed")
         let failed = records.filter { $0.status == .failed }
         if failed.isEmpty {
             logger.info("backup \(id) complete: \(Format.bytes(manifest.bytes)) in \(Format.seconds(manifest.finishedAt.timeIntervalSince(started)))")

@@ -55,6 +55,7 @@ extension BackupEngine {
             tagged.debug("planning the restore of \(name) from backup \(set.id)")
         } else {
             tagged.info("restoring \(name) from backup \(set.id)")
+            try Fault.point("restore")
         }
         // A signal mid-restore stops the work and lets the target roll back before exiting.
         return try Interrupts.shared.deferring { try target.restore(record, context: context) }
@@ -93,6 +94,7 @@ extension BackupEngine {
         if !dryRun {
             try repository.delete(set)
             logger.info("removed backup \(set.tier)/\(set.id) (\(Format.bytes(plan.bytes)))")
+            try Fault.point("remove")
         }
         return plan
     }

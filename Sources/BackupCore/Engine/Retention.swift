@@ -150,6 +150,7 @@ extension BackupEngine {
                 decisions.append(d)
             }
         }
+        if !dryRun { try Fault.point("prune") }
         return decisions
     }
 }
