@@ -61,7 +61,7 @@ final class ConcurrencyTests: XCTestCase {
         XCTAssertEqual(try backstop(["backup"]).status, 0)
         XCTAssertEqual(try backstop(["backup"]).status, 0)
         let existing = sets()
-        XCTAssertEqual(existing.count, 2)
+        guard existing.count == 2 else { return XCTFail("two sets expected: \(existing)") }
         let others = [["backup"], ["prune"], ["remove", existing[0]], ["restore", "code", "--to", dir + "/out", "--yes"]]
         // Held after the set is committed, and held before the rename: the lock spans the run.
         for point in ["backup-committed", "before-rename"] {
@@ -79,7 +79,7 @@ final class ConcurrencyTests: XCTestCase {
         XCTAssertEqual(try backstop(["backup"]).status, 0)
         XCTAssertEqual(try backstop(["backup"]).status, 0)
         let existing = sets()
-        XCTAssertEqual(existing.count, 3)
+        guard existing.count == 3 else { return XCTFail("three sets expected: \(existing)") }
 
         let restore = try holding(["restore", "code", "--to", dir + "/out", "--yes"], at: "restore", others: [["backup"], ["prune"]])
         XCTAssertEqual(restore.status, 0, restore.stderr)

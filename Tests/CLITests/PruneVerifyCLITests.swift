@@ -69,7 +69,7 @@ final class PruneVerifyCLITests: XCTestCase {
     func testVerifyAllFailsWhenOneSetAmongGoodOnesIsBad() throws {
         for _ in 0..<3 { XCTAssertEqual(try backstop(["backup"]).status, 0) }
         let all = sets()
-        XCTAssertEqual(all.count, 3)
+        guard all.count == 3 else { return XCTFail("three sets expected: \(all)") }
         XCTAssertEqual(try backstop(["verify", "--all"]).status, 0)
         let middle = all[1]
         let artifact = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: "\(daily)/\(middle)/code").first { $0.hasSuffix(".tar.gz") })
