@@ -512,6 +512,7 @@ public struct RsyncSnapshotTarget: BackupTarget {
             try FileOps.makeDirectory(destination)
             let outcome = try Self.runRsync(args) { line in
                 if line.isTransferredFile { written += 1; bytes += line.length } else if line.isDeletion { deleted += 1 }
+                try Fault.point("restore-rsync-entry")
             }
             if outcome.status != 0 { try Interrupts.shared.yieldToSignal() }
             guard outcome.status == 0 else { throw OperationError("rsync exited \(outcome.status): \(outcome.lastErrorLine)") }

@@ -51,11 +51,15 @@ final class RollbackTests: XCTestCase {
 
     func testRsyncRestoreFailingMidwayPutsTheSafetyCopyBack() throws {
         let before = try prepareMedia()
-        let run = try backstop(["restore", "media", "--yes"], fault: "restore-rsync")
-        XCTAssertEqual(run.status, 1, run.stderr)
-        XCTAssertTrue(run.stderr.contains("failed and was rolled back"), run.stderr)
-        XCTAssertFalse(run.stderr.contains("ROLLBACK FAILED"), run.stderr)
-        XCTAssertEqual(try TestSupport.snapshot(dir + "/media"), before, "the live tree is exactly as it was before the restore")
+        // Stopped after rsync's fifth change (rsync itself is stopped), and after rsync finished.
+        for fault in ["restore-rsync-entry@5", "restore-rsync"] {
+            let run = try backstop(["restore", "media", "--yes"], fault: fault)
+            XCTAssertEqual(run.status, 1, "\(fault): \(run.stderr)")
+            XCTAssertTrue(run.stderr.contains("injected fault at \(fault.split(separator: "@")[0])"), "\(fault): \(run.stderr)")
+            XCTAssertTrue(run.stderr.contains("failed and was rolled back"), "\(fault): \(run.stderr)")
+            XCTAssertFalse(run.stderr.contains("ROLLBACK FAILED"), "\(fault): \(run.stderr)")
+            XCTAssertEqual(try TestSupport.snapshot(dir + "/media"), before, "\(fault): the live tree is exactly as it was before the restore")
+        }
         // Without the fault, the same restore goes through.
         let good = try backstop(["restore", "media", "--yes"])
         XCTAssertEqual(good.status, 0, good.stderr)

@@ -15,9 +15,10 @@ import Foundation
 /// target staged), `before-manifest` (the set renamed into place), `backup-committed` (manifest
 /// written, the lock still held), `write-<file name>` (halfway through writing the temporary
 /// file of `FileOps.writeAtomically`: `write-manifest.json`, `write-drills.json`, ...),
-/// `restore` (the restore lock taken), `restore-rsync`, `restore-sqlite`, `restore-pg-dump`,
-/// `restore-pg-basebackup` (a restore has changed the destination), `rollback` (a rollback
-/// starts), `prune` and `remove` (the lock held, after deleting).
+/// `restore` (the restore lock taken), `restore-rsync-entry` (each entry rsync reports during a
+/// restore, written or deleted: `@N` fails it mid-way, rsync is stopped), `restore-rsync`, `restore-sqlite`,
+/// `restore-pg-dump`, `restore-pg-basebackup` (a restore has changed the destination),
+/// `rollback` (a rollback starts), `prune` and `remove` (the lock held, after deleting).
 public enum Fault {
     private static let state = FaultState()
 
