@@ -67,6 +67,20 @@ final class RollbackTests: XCTestCase {
         XCTAssertFalse(FileOps.exists(dir + "/media/new/after.txt"))
     }
 
+    /// SIGTERM while rsync is writing (the run held at rsync's first change, so the signal
+    /// lands mid-restore for certain): rsync is stopped, the tree rolled back, exit 143.
+    func testSIGTERMDuringAnRsyncRestoreRollsBack() throws {
+        let before = try prepareMedia()
+        let run = try PausedRun("backstop", ["restore", "media", "--yes", "--config", config],
+                                pausingAt: "restore-rsync-entry", dir: dir + "/fault")
+        XCTAssertTrue(run.waitUntilPaused(), "the restore reached rsync's first change")
+        kill(run.process.processIdentifier, SIGTERM)
+        let result = run.resume()
+        XCTAssertEqual(result.status, 143, result.stderr)
+        XCTAssertTrue(result.stderr.contains("interrupted by SIGTERM") && result.stderr.contains("rolling back"), result.stderr)
+        XCTAssertEqual(try TestSupport.snapshot(dir + "/media"), before, "the live tree is exactly as it was before the restore")
+    }
+
     func testRsyncRollbackThatFailsSaysSoAndNamesTheSafetyCopy() throws {
         let before = try prepareMedia()
         let run = try backstop(["restore", "media", "--yes"], fault: "restore-rsync,rollback")
