@@ -33,7 +33,7 @@ final class PostgresRollbackTests: XCTestCase {
     }
 
     override func tearDown() {
-        try? pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)")
+        _ = try? pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)")
         try? FileOps.removeTree(dir)
     }
 

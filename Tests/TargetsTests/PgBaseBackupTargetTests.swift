@@ -58,7 +58,7 @@ final class PgBaseBackupTargetTests: XCTestCase {
     func testPointInTimeRecovery() throws {
         let db = "pitr_\(UInt32.random(in: 0...UInt32.max))"
         try pg.createDatabase(db)
-        defer { try? pg.psql("DROP DATABASE IF EXISTS \(db) WITH (FORCE)") }
+        defer { _ = try? pg.psql("DROP DATABASE IF EXISTS \(db) WITH (FORCE)") }
         try pg.psql("CREATE TABLE events (phase text); INSERT INTO events SELECT 'a' FROM generate_series(1, 100)", database: db)
         let engine = TestSupport.engine(dir + "/repo", [target()])
         let first = try engine.backup()
@@ -143,7 +143,7 @@ final class PgBaseBackupTargetTests: XCTestCase {
     /// --to-latest must not inherit a stale recovery_target_time.
     func testToLatestDropsStaleRecoverySettings() throws {
         try pg.psql("ALTER SYSTEM SET recovery_target_time = '2000-01-01 00:00:00+00'")
-        defer { try? pg.psql("ALTER SYSTEM RESET recovery_target_time") }
+        defer { _ = try? pg.psql("ALTER SYSTEM RESET recovery_target_time") }
         let engine = TestSupport.engine(dir + "/repo", [target()])
         XCTAssertTrue(try engine.backup().succeeded)
         try switchAndWaitForArchive()

@@ -51,8 +51,8 @@ public final class PausedRun {
         env["BACKSTOP_FAULT"] = point + ":pause"
         env["BACKSTOP_FAULT_DIR"] = dir
         p.environment = env
-        FileManager.default.createFile(atPath: dir + "/stdout", contents: nil)
-        FileManager.default.createFile(atPath: dir + "/stderr", contents: nil)
+        _ = FileManager.default.createFile(atPath: dir + "/stdout", contents: nil)
+        _ = FileManager.default.createFile(atPath: dir + "/stderr", contents: nil)
         p.standardOutput = FileHandle(forWritingAtPath: dir + "/stdout")
         p.standardError = FileHandle(forWritingAtPath: dir + "/stderr")
         p.standardInput = FileHandle(forReadingAtPath: "/dev/null")
@@ -69,7 +69,7 @@ public final class PausedRun {
 
     /// Lets the process carry on and waits for it to exit.
     public func resume() -> TestSupport.Run {
-        FileManager.default.createFile(atPath: dir + "/" + point + ".resume", contents: nil)
+        _ = FileManager.default.createFile(atPath: dir + "/" + point + ".resume", contents: nil)
         process.waitUntilExit()
         let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
         return TestSupport.Run(status: status,
