@@ -128,7 +128,8 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
                 reports.append(try session.engine.restore(target: name, id: set.id, options: options(name, dry: false)))
             } catch {
                 if !reports.isEmpty {
-                    session.engine.logger.error("restore of \(name) failed and was rolled back; already restored from \(set.id): \(reports.map(\.target).joined(separator: ", "))")
+                    // Whether its own rollback worked is in the error itself (ROLLBACK FAILED if not).
+                    session.engine.logger.error("restore of \(name) failed (see the error below); already restored from \(set.id), and left so: \(reports.map(\.target).joined(separator: ", "))")
                 }
                 throw error
             }

@@ -379,11 +379,13 @@ public struct PgBaseBackupTarget: BackupTarget {
             try Self.shell("chown -R \(Self.shellQuote(options.owner ?? restoreOwner)): \(Self.shellQuote(destination))", what: "chown")
             chmod(destination, 0o700)
             try Interrupts.shared.checkpoint()
+            try Fault.point("restore-pg-basebackup")
         } catch {
             // Remove only what this restore created: the old directory was moved aside, or
             // there was none.
             var rollbackProblem: String?
             do {
+                try Fault.point("rollback")
                 if aside != nil || !existed {
                     try FileOps.removeTree(destination)
                 } else {

@@ -435,6 +435,7 @@ public struct PgDumpTarget: BackupTarget {
                 let ended = try recreate(maintenance, targetName, meta: meta, dropFirst: exists, lockOut: true)
                 if ended > 0 { report.lines.append("ended \(ended) other session(s) connected to \(targetName)") }
                 try load(db, into: targetName, setDirectory: context.setDirectory, scratch: context.safetyDirectory, tools: tools)
+                try Fault.point("restore-pg-dump")
                 let (tables, rows) = try compareCounts(db, database: targetName)
                 for problem in applyProperties(maintenance, targetName, meta: meta) {
                     report.lines.append("warning: could not put back \(problem)")
@@ -477,6 +478,7 @@ public struct PgDumpTarget: BackupTarget {
         for (name, safety) in databases {
             if let safety {
                 do {
+                    try Fault.point("rollback")
                     try recreate(maintenance, name, meta: safety.meta, dropFirst: true, lockOut: true)
                     try restoreDumpFile(safety.path, into: name, tool: pgRestore, what: "pg_restore of the safety dump")
                     _ = applyProperties(maintenance, name, meta: safety.meta)
@@ -487,6 +489,7 @@ public struct PgDumpTarget: BackupTarget {
                 }
             } else {
                 do {
+                    try Fault.point("rollback")
                     try maintenance.query("DROP DATABASE IF EXISTS \(PGConnection.quoteIdentifier(name))\(maintenance.serverVersion >= 130000 ? " WITH (FORCE)" : "")")
                     done.append("the half-restored \(name) was dropped")
                 } catch {

@@ -490,21 +490,34 @@ public struct RsyncSnapshotTarget: BackupTarget {
 
         func rollBack(_ reason: String) -> OperationError {
             context.logger.error("restore failed (\(reason)); rolling back")
-            if let safety {
-                for item in safetyCopied {
-                    if item == "." {
-                        _ = try? ChildProcess("rsync", preserveOptions + ["--delete", "--", safety + "/", destination + "/"]).run()
-                    } else {
-                        try? FileOps.removeTree(destination + "/" + item)
-                        _ = try? ChildProcess("cp", ["-a", "--", safety + "/" + item, destination + "/" + item]).run()
+            var problems: [String] = []
+            do {
+                try Fault.point("rollback")
+                if let safety {
+                    for item in safetyCopied {
+                        let outcome: ChildProcess.Outcome
+                        if item == "." {
+                            outcome = try ChildProcess("rsync", preserveOptions + ["--delete", "--", safety + "/", destination + "/"]).run()
+                        } else {
+                            try FileOps.removeTree(destination + "/" + item)
+                            outcome = try ChildProcess("cp", ["-a", "--", safety + "/" + item, destination + "/" + item]).run()
+                        }
+                        if outcome.status != 0 { problems.append("copying \(item) back exited \(outcome.status): \(outcome.lastErrorLine)") }
                     }
+                    // Paths that did not exist before the restore are removed again.
+                    for p in prefixes where !safetyCopied.contains(p) { try FileOps.removeTree(destination + "/" + p) }
+                } else if !destExists {
+                    try FileOps.removeTree(destination)
+                } else {
+                    for child in RawPath(destination).children() ?? [] { try FileOps.removeTree(RawPath(destination).appending(child)) }
                 }
-                // Paths that did not exist before the restore are removed again.
-                for p in prefixes where !safetyCopied.contains(p) { try? FileOps.removeTree(destination + "/" + p) }
-            } else if !destExists {
-                try? FileOps.removeTree(destination)
-            } else {
-                for child in RawPath(destination).children() ?? [] { try? FileOps.removeTree(RawPath(destination).appending(child)) }
+            } catch {
+                problems.append("\(error)")
+            }
+            if !problems.isEmpty {
+                let kept = safety.map { "; the files as they were before the restore are in the safety copy \($0)" } ?? ""
+                context.logger.error("restore of \(name) failed AND THE ROLLBACK FAILED: \(problems.joined(separator: "; "))\(kept)")
+                return OperationError("restore of \(name) into \(destination) failed (\(reason)) AND THE ROLLBACK FAILED (\(problems.joined(separator: "; ")))\(kept)")
             }
             return OperationError("restore of \(name) failed and was rolled back: \(reason)")
         }
@@ -515,9 +528,11 @@ public struct RsyncSnapshotTarget: BackupTarget {
             try FileOps.makeDirectory(destination)
             let outcome = try Self.runRsync(args) { line in
                 if line.isTransferredFile { written += 1; bytes += line.length } else if line.isDeletion { deleted += 1 }
+                try Fault.point("restore-rsync-entry")
             }
             if outcome.status != 0 { try Interrupts.shared.yieldToSignal() }
             guard outcome.status == 0 else { throw outcome.error("rsync") }
+            try Fault.point("restore-rsync")
         } catch {
             throw rollBack("\(error)")
         }

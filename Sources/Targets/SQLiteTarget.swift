@@ -177,6 +177,7 @@ public struct SQLiteTarget: BackupTarget {
         }
         try FileOps.rename(incoming, to: destination)
         do {
+            try Fault.point("restore-sqlite")
             let after = try SQLiteDatabase(path: destination, readOnly: true)
             let problems = try after.integrityProblems()
             guard problems.isEmpty else { throw OperationError("integrity check after restore failed: \(problems[0])") }
@@ -185,10 +186,17 @@ public struct SQLiteTarget: BackupTarget {
             report.lines.append("tables: \(counts.count), rows: \(counts.values.reduce(0, +))")
         } catch {
             if let safety {
-                unlink(destination)
-                try? SQLiteDatabase(path: safety, readOnly: true).backup(to: destination)
-                _ = ownership.apply(to: destination)
+                do {
+                    try Fault.point("rollback")
+                    unlink(destination)
+                    try SQLiteDatabase(path: safety, readOnly: true).backup(to: destination)
+                    _ = ownership.apply(to: destination)
+                } catch let rollbackError {
+                    context.logger.error("restore of \(destination) failed AND THE ROLLBACK FAILED (\(rollbackError)); the database as it was before the restore is the safety copy \(safety)")
+                    throw OperationError("restore of \(destination) failed (\(error)) AND THE ROLLBACK FAILED (\(rollbackError)); the database as it was before the restore is the safety copy \(safety)")
+                }
                 context.logger.error("restore failed; rolled back to the safety copy \(safety)")
+                throw OperationError("restore of \(destination) failed and was rolled back to the safety copy \(safety): \(error)")
             }
             throw error
         }

@@ -52,7 +52,7 @@ final class ConfigTests: XCTestCase {
         try TestSupport.write("DB_PASSWORD=s3cret\n", to: dir + "/.env", mode: 0o644)
         let loose = try Config.load(path: dir + "/.env", required: true, environment: [:])
         XCTAssertEqual(loose.warnings.count, 1)
-        XCTAssertTrue(loose.warnings[0].contains("chmod 600"))
+        XCTAssertTrue(try XCTUnwrap(loose.warnings.first).contains("chmod 600"))
         chmod(dir + "/.env", 0o600)
         XCTAssertEqual(try Config.load(path: dir + "/.env", required: true, environment: [:]).warnings, [])
         XCTAssertEqual(loose.secretValues, ["s3cret"])

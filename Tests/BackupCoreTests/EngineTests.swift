@@ -53,8 +53,9 @@ final class EngineTests: XCTestCase {
         let set = try XCTUnwrap(summary.directory)
         let manifest = try XCTUnwrap(e.repository.completeSets().first?.manifest)
         XCTAssertEqual(manifest.status, .complete)
-        XCTAssertEqual(manifest.targets[0].artifacts[0].path, "a/data.bin")
-        XCTAssertEqual(manifest.targets[0].artifacts[0].sha256, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824")
+        let artifact = try XCTUnwrap(manifest.targets.first?.artifacts.first)
+        XCTAssertEqual(artifact.path, "a/data.bin")
+        XCTAssertEqual(artifact.sha256, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824")
         XCTAssertEqual(try String(contentsOfFile: set + "/a/data.bin.sha256", encoding: .utf8),
                        "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824  data.bin\n")
         for path in [set, set + "/a", dir + "/repo"] {
@@ -132,14 +133,15 @@ final class EngineTests: XCTestCase {
     func testVerifyNamesTheCorruptFile() throws {
         let e = engine([BytesTarget(name: "a", content: Data(repeating: 7, count: 4096))])
         let path = try XCTUnwrap(try e.backup().directory) + "/a/data.bin"
-        XCTAssertTrue(try e.verify(e.repository.completeSets())[0].ok)
+        XCTAssertEqual(try e.verify(e.repository.completeSets()).map(\.ok), [true])
         let h = try XCTUnwrap(FileHandle(forUpdatingAtPath: path))
         h.seek(toFileOffset: 100)
         h.write(Data([8]))
         try h.close()
-        let result = try e.verify(e.repository.completeSets())[0]
+        let result = try XCTUnwrap(try e.verify(e.repository.completeSets()).first)
         XCTAssertFalse(result.ok)
-        XCTAssertTrue(result.findings[0].message.contains("a/data.bin: checksum mismatch"), result.findings[0].message)
+        let finding = try XCTUnwrap(result.findings.first, "a corrupt artifact must give a finding")
+        XCTAssertTrue(finding.message.contains("a/data.bin: checksum mismatch"), finding.message)
     }
 
     func testChildProcessStreamsStdoutAndKeepsStderr() throws {

@@ -50,7 +50,7 @@ final class RetentionTests: XCTestCase {
     func testAgeLimitNeverRemovesTheLastGoodBackup() throws {
         let e = engine(["a"])
         try makeSets(e, [(40, []), (35, []), (30, [])])
-        let newest = e.repository.completeSets().first!.id
+        let newest = try XCTUnwrap(e.repository.completeSets().first).id
         let decisions = try e.prune(RetentionPolicy(limits: ["daily": .init(days: 7)]), dryRun: false)
         XCTAssertEqual(decisions.filter(\.remove).count, 2)
         XCTAssertEqual(e.repository.completeSets().map(\.id), [newest])

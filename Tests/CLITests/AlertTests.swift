@@ -29,7 +29,8 @@ final class AlertTests: XCTestCase {
         let hook = try LoopbackServer.http()
         let ping = try LoopbackServer.http()
         let smtp = try LoopbackServer.smtp()
-        // The missing path carries the password, so the alert has something to redact.
+        // The alert says "none of the configured paths exist" without naming the path, so this
+        // test cannot see redaction at work: testASecretInAnErrorMessageIsRedactedFromTheAlert does.
         let cfg = try config("""
         ALERT_WEBHOOK_URL=http://127.0.0.1:\(hook.port)/hooks/T0KEN
         HEALTHCHECK_URL=http://127.0.0.1:\(ping.port)/ping/abc
@@ -56,6 +57,37 @@ final class AlertTests: XCTestCase {
         XCTAssertTrue(mail.contains("RCPT TO:<admin@localhost>") && mail.contains("RCPT TO:<ops@localhost>"), mail)
         XCTAssertTrue(mail.contains("Subject: [backstop] BACKUP FAILED"), mail)
         XCTAssertFalse(mail.contains("topsecret-pw"), mail)
+    }
+
+    /// The secret really is in the failure's text here: a stop command whose error output
+    /// echoes a credential (as some tools do on a failed login). The alert carries that line,
+    /// so it must arrive with the secret replaced by the redaction marker.
+    func testASecretInAnErrorMessageIsRedactedFromTheAlert() throws {
+        let hook = try LoopbackServer.http()
+        let smtp = try LoopbackServer.smtp()
+        try TestSupport.write("hello\n", to: dir + "/minio/bucket/object.bin")
+        try TestSupport.write("mc: login refused for minio-admin with topsecret-pw\n", to: dir + "/stop-error.txt")
+        let path = dir + "/b.env"
+        try TestSupport.write("""
+        BACKUP_DIR=backups
+        TARGETS=minio
+        TARGET_MINIO_KIND=minio
+        TARGET_MINIO_DATA_DIR=minio
+        TARGET_MINIO_STOP_CMD=cat \(dir)/stop-error.txt >&2; exit 3
+        MINIO_ROOT_PASSWORD=topsecret-pw
+        ALERT_WEBHOOK_URL=http://127.0.0.1:\(hook.port)/hooks/T0KEN
+        SMTP_URL=smtp://127.0.0.1:\(smtp.port)
+        ALERT_EMAIL_FROM=backup@localhost
+        ALERT_EMAIL_TO=admin@localhost
+        """, to: path, mode: 0o600)
+        let run = try TestSupport.run("backstop", ["backup", "--config", path])
+        XCTAssertEqual(run.status, 1, run.stderr)
+        for (channel, text) in [("webhook", try XCTUnwrap(hook.requests().first)), ("e-mail", try XCTUnwrap(smtp.requests().first))] {
+            XCTAssertTrue(text.contains("login refused for minio-admin with ***"), "\(channel): the error line arrives, redacted: \(text)")
+            XCTAssertFalse(text.contains("topsecret-pw"), "\(channel): \(text)")
+        }
+        XCTAssertTrue(run.stderr.contains("login refused for minio-admin with ***"), run.stderr)
+        XCTAssertFalse(run.stderr.contains("topsecret-pw"), run.stderr)
     }
 
     func testSuccessPingsHealthcheckButSendsNoFailureAlert() throws {

@@ -55,7 +55,8 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(restored.status, 0, restored.stderr)
         XCTAssertEqual(try TestSupport.read(dir + "/out/app.py"), try TestSupport.read(dir + "/src/app.py"))
         XCTAssertFalse(FileOps.exists(dir + "/out/.git"))
-        XCTAssertTrue(try String(contentsOfFile: dir + "/backups/logs/" + (try FileManager.default.contentsOfDirectory(atPath: dir + "/backups/logs")[0]), encoding: .utf8).contains("backup"))
+        let log = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: dir + "/backups/logs").first, "a daily log is written")
+        XCTAssertTrue(try String(contentsOfFile: dir + "/backups/logs/" + log, encoding: .utf8).contains("backup"))
     }
 
     func testDryRunWritesNothing() throws {
@@ -145,14 +146,14 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(next.status, 0, next.stderr)
         let sets = try FileManager.default.contentsOfDirectory(atPath: dir + "/backups/daily")
         XCTAssertEqual(sets.count, 1, "only the new, complete set remains: \(sets)")
-        XCTAssertTrue(FileOps.exists(dir + "/backups/daily/\(sets[0])/manifest.json"))
+        XCTAssertTrue(FileOps.exists(dir + "/backups/daily/\(try XCTUnwrap(sets.first))/manifest.json"))
     }
 
     func testCorruptArtifactFailsVerifyNamingTheFile() throws {
         XCTAssertEqual(try backstop(["backup"]).status, 0)
         let daily = dir + "/backups/daily"
-        let set = try FileManager.default.contentsOfDirectory(atPath: daily)[0]
-        let artifact = try FileManager.default.contentsOfDirectory(atPath: "\(daily)/\(set)/code").first { $0.hasSuffix(".tar.gz") }!
+        let set = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: daily).first)
+        let artifact = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: "\(daily)/\(set)/code").first { $0.hasSuffix(".tar.gz") })
         let path = "\(daily)/\(set)/code/\(artifact)"
         var data = try TestSupport.read(path)
         data[data.count / 2] ^= 0x01
@@ -176,7 +177,7 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(run.stderr.contains("hunter2"), run.stderr)
         XCTAssertTrue(run.stderr.contains("***"), run.stderr)
         let logs = try FileManager.default.contentsOfDirectory(atPath: dir + "/backups/logs")
-        let text = try String(contentsOfFile: dir + "/backups/logs/" + logs[0], encoding: .utf8)
+        let text = try String(contentsOfFile: dir + "/backups/logs/" + (try XCTUnwrap(logs.first)), encoding: .utf8)
         XCTAssertFalse(text.contains("hunter2"))
     }
 }

@@ -32,9 +32,10 @@ final class DiskFullTests: XCTestCase {
         let list = try TestSupport.run("backstop", ["list", "--json", "--config", config])
         let rows = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
         XCTAssertEqual(rows.count, 1)
-        XCTAssertEqual(rows[0]["status"] as? String, "partial")
-        XCTAssertEqual(rows[0]["failedTargets"] as? [String], ["data"])
-        let set = mountPoint + "/backups/daily/" + (rows[0]["id"] as! String)
+        let row = try XCTUnwrap(rows.first)
+        XCTAssertEqual(row["status"] as? String, "partial")
+        XCTAssertEqual(row["failedTargets"] as? [String], ["data"])
+        let set = mountPoint + "/backups/daily/" + (try XCTUnwrap(row["id"] as? String))
         XCTAssertFalse(FileOps.exists(set + "/data"))
         XCTAssertEqual(try TestSupport.run("backstop", ["verify", "--config", config]).status, 0)
         XCTAssertEqual(try TestSupport.run("backstop", ["restore", "data", "--to", dir + "/x", "--yes", "--config", config]).status, 1,

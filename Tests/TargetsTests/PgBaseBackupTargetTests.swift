@@ -46,13 +46,13 @@ final class PgBaseBackupTargetTests: XCTestCase {
         XCTAssertNotNil(wal["newestAgeSeconds"]?.numberValue)
         XCTAssertEqual(wal["gaps"]?.arrayValue?.count, 0)
         let verified = try engine.verify(engine.repository.completeSets())
-        XCTAssertEqual(verified[0].findings.filter { $0.severity == .error }, [])
+        XCTAssertEqual(try XCTUnwrap(verified.first).findings.filter { $0.severity == .error }, [])
 
         // A byte flipped in the tarball fails verify, naming the file.
         let path = try XCTUnwrap(run.directory) + "/cluster/base.tar.zst"
         try TestSupport.flipByte(path, at: 1000, mask: 0x55)
         let bad = try engine.verify(engine.repository.completeSets())
-        XCTAssertTrue(bad[0].findings.contains { $0.severity == .error && $0.message.contains("base.tar.zst") }, "\(bad[0].findings)")
+        XCTAssertTrue(try XCTUnwrap(bad.first).findings.contains { $0.severity == .error && $0.message.contains("base.tar.zst") }, "\(bad.first?.findings ?? [])")
     }
 
     func testPointInTimeRecovery() throws {
@@ -94,7 +94,7 @@ final class PgBaseBackupTargetTests: XCTestCase {
         }
         let restored = pg.root + "/restored-\(UInt32.random(in: 0...UInt32.max))"
         let plan = try engine.restore(target: "cluster", id: "latest", options: RestoreOptions(destination: restored, dryRun: true, targetTime: targetTime))
-        XCTAssertTrue(plan.lines[0].contains(try XCTUnwrap(first.setID)), "the newest backup before the target is chosen: \(plan.lines)")
+        XCTAssertTrue(try XCTUnwrap(plan.lines.first).contains(try XCTUnwrap(first.setID)), "the newest backup before the target is chosen: \(plan.lines)")
         XCTAssertTrue(plan.lines.contains { $0.hasPrefix("WAL: from ") }, "\(plan.lines)")
         XCTAssertFalse(FileOps.exists(restored), "a dry run writes nothing")
 
@@ -127,7 +127,7 @@ final class PgBaseBackupTargetTests: XCTestCase {
         let second = try engine.backup()
         XCTAssertTrue(second.succeeded)
         try switchAndWaitForArchive()
-        let start = try XCTUnwrap(WalSegment(name: second.targets[0].facts["walStart"]?.stringValue ?? ""))
+        let start = try XCTUnwrap(WalSegment(name: try XCTUnwrap(second.targets.first).facts["walStart"]?.stringValue ?? ""))
         let before = WalArchive(directory: pg.archiveDirectory).segments().map(\.segment)
         XCTAssertTrue(before.contains { $0 < start }, "there is old WAL to remove")
 
@@ -212,7 +212,7 @@ final class PgBaseBackupTargetTests: XCTestCase {
         // The engine does not run a target whose preflight found errors.
         let run = try TestSupport.engine(dir + "/repo", [t]).backup()
         XCTAssertFalse(run.succeeded)
-        XCTAssertTrue(run.targets[0].error?.hasPrefix("preflight:") == true)
+        XCTAssertTrue(try XCTUnwrap(run.targets.first).error?.hasPrefix("preflight:") == true)
     }
 
     func testWalGapsAreReported() throws {

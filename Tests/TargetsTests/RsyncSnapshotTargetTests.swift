@@ -54,7 +54,7 @@ final class RsyncSnapshotTargetTests: XCTestCase {
         let e = engine(target())
         let s1 = try e.backup()
         XCTAssertTrue(s1.succeeded, "\(s1.targets)")
-        let r1 = s1.targets[0]
+        let r1 = try XCTUnwrap(s1.targets.first)
         XCTAssertEqual(fact(r1, "files"), 13)
         XCTAssertEqual(fact(r1, "symlinks"), 1)
         XCTAssertEqual(fact(r1, "filesHashed"), 14, "the first snapshot hashes everything once")
@@ -69,7 +69,7 @@ final class RsyncSnapshotTargetTests: XCTestCase {
         unlink(src + "/d2/f2.bin")
         let s2 = try e.backup()
         XCTAssertTrue(s2.succeeded)
-        let r2 = s2.targets[0]
+        let r2 = try XCTUnwrap(s2.targets.first)
         XCTAssertEqual(fact(r2, "filesHashed"), 3, "only the two changed files and the new one are hashed")
         XCTAssertEqual(fact(r2, "filesTransferred"), 3)
         XCTAssertEqual(fact(r2, "filesCarriedForward"), 11, "ten files and the symlink")
@@ -79,7 +79,7 @@ final class RsyncSnapshotTargetTests: XCTestCase {
 
         try TestSupport.write("hello again\n", to: src + "/top.txt")
         let s3 = try e.backup()
-        let r3 = s3.targets[0]
+        let r3 = try XCTUnwrap(s3.targets.first)
         XCTAssertEqual(fact(r3, "filesHashed"), 1)
         XCTAssertEqual(fact(r3, "filesTransferred"), 1)
 
@@ -190,9 +190,9 @@ final class RsyncSnapshotTargetTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: link + "/changing.txt", encoding: .utf8), "round 2 xx")
         // The next snapshot links against the newest remaining one.
         let next = try e.backup()
-        XCTAssertEqual(next.targets[0].facts["linkDest"]?.stringValue, newest)
+        XCTAssertEqual(try XCTUnwrap(next.targets.first).facts["linkDest"]?.stringValue, newest)
         XCTAssertEqual(inode(newest + "/d0/f0.bin"), inode(next.directory! + "/media/tree/d0/f0.bin"))
-        XCTAssertEqual(fact(next.targets[0], "filesHashed"), 0)
+        XCTAssertEqual(fact(try XCTUnwrap(next.targets.first), "filesHashed"), 0)
     }
 
     func testRestoreWholeTreeAndPathSubsetWithSafetyCopies() throws {
@@ -275,12 +275,12 @@ final class RsyncSnapshotTargetTests: XCTestCase {
         writeAll("")
         let e = engine(RsyncSnapshotTarget(name: "media", source: odd.display))
         let first = try e.backup()
-        XCTAssertEqual(fact(first.targets[0], "files"), names.count)
-        XCTAssertEqual(fact(first.targets[0], "itemizedNotFound"), 0, "every name rsync printed was decoded back to its bytes")
+        XCTAssertEqual(fact(try XCTUnwrap(first.targets.first), "files"), names.count)
+        XCTAssertEqual(fact(try XCTUnwrap(first.targets.first), "itemizedNotFound"), 0, "every name rsync printed was decoded back to its bytes")
         writeAll(" changed")
         let second = try e.backup()
-        XCTAssertEqual(fact(second.targets[0], "filesTransferred"), names.count)
-        XCTAssertEqual(fact(second.targets[0], "itemizedNotFound"), 0)
+        XCTAssertEqual(fact(try XCTUnwrap(second.targets.first), "filesTransferred"), names.count)
+        XCTAssertEqual(fact(try XCTUnwrap(second.targets.first), "itemizedNotFound"), 0)
         XCTAssertTrue(try e.verify(e.repository.completeSets(), deep: true).allSatisfy(\.ok))
         let manifest = try entries(e, second.directory!)
         XCTAssertEqual(Set(manifest.values.map(\.path.bytes)), Set(names))
@@ -311,14 +311,14 @@ final class RsyncSnapshotTargetTests: XCTestCase {
         }
         deleter.start()
         let summary = try e.backup()
-        let record = summary.targets[0]
+        let record = try XCTUnwrap(summary.targets.first)
         XCTAssertEqual(record.status, .ok, record.error ?? "")
         XCTAssertEqual(fact(record, "rsyncExit"), 24)
         XCTAssertTrue(record.warnings.contains { $0.hasPrefix("rsync exit 24") }, "\(record.warnings)")
         let stored = try XCTUnwrap(e.repository.completeSets().first?.manifest?.record(for: "media"))
         XCTAssertEqual(stored.warnings, record.warnings, "the warning is in the manifest")
         XCTAssertNil(try entries(e, summary.directory!)["zz-vanishing.txt"])
-        XCTAssertTrue(try e.verify(e.repository.completeSets(), deep: true)[0].ok)
+        XCTAssertEqual(try e.verify(e.repository.completeSets(), deep: true).map(\.ok), [true])
     }
 
     /// Any other rsync failure (here rsync is killed mid-copy) fails the target and leaves no
@@ -343,8 +343,8 @@ final class RsyncSnapshotTargetTests: XCTestCase {
         let summary = try e.backup()
         XCTAssertFalse(summary.succeeded)
         // Said as administrators know it, not as a shell's 128+9.
-        XCTAssertTrue(summary.targets[0].error?.contains("rsync failed (killed by SIGKILL)") ?? false, summary.targets[0].error ?? "")
-        XCTAssertFalse(summary.targets[0].error?.contains("137") ?? true, summary.targets[0].error ?? "")
+        XCTAssertTrue(try XCTUnwrap(summary.targets.first).error?.contains("rsync failed (killed by SIGKILL)") ?? false, summary.targets.first?.error ?? "")
+        XCTAssertFalse(summary.targets.first?.error?.contains("137") ?? true, summary.targets.first?.error ?? "")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: daily), [], "no snapshot is left")
         XCTAssertFalse(FileOps.exists(e.repository.root + "/links/media/latest"))
     }
@@ -436,7 +436,8 @@ final class RsyncKillTests: XCTestCase {
         let sets = try completeSets()
         XCTAssertEqual(sets.count, 2)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: daily).sorted(), sets.sorted(), "the killed run's leftovers are gone")
-        XCTAssertEqual(linkTarget(), URL(fileURLWithPath: "\(daily)/\(sets[0])/media/tree").resolvingSymlinksInPath().path)
+        let newestSet = try XCTUnwrap(sets.first)
+        XCTAssertEqual(linkTarget(), URL(fileURLWithPath: "\(daily)/\(newestSet)/media/tree").resolvingSymlinksInPath().path)
         let verify = try backstop(["verify", "--all", "--deep"])
         XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
         XCTAssertTrue(verify.stdout.contains("unique to this snapshot now"), verify.stdout)

@@ -102,6 +102,13 @@ public enum TestSupport {
         public let stdout: String
         /// Everything on stderr.
         public let stderr: String
+
+        /// Describes a finished run.
+        public init(status: Int32, stdout: String, stderr: String) {
+            self.status = status
+            self.stdout = stdout
+            self.stderr = stderr
+        }
     }
 
     /// Runs one of the built executables (`backstop`, `journal-backup`, ...) with stdin from

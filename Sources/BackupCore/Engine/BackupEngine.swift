@@ -143,6 +143,7 @@ public struct BackupEngine: Sendable {
                     output.artifacts[i].path = target.name + "/" + name
                 }
                 FileOps.syncDirectory(dir)
+                try Fault.point("backup-" + target.name)
                 let record = TargetRecord(name: target.name, kind: target.kind, status: .ok, error: nil,
                                           startedAt: targetStart, finishedAt: Date(), artifacts: output.artifacts,
                                           warnings: output.warnings, facts: output.facts, toolVersions: output.toolVersions)
@@ -166,7 +167,9 @@ public struct BackupEngine: Sendable {
         }
 
         // Commit: rename into place, then write the manifest last.
+        try Fault.point("before-rename")
         try FileOps.rename(staging, to: final)
+        try Fault.point("before-manifest")
         let manifest = SetManifest(id: id, tier: tier, frontend: frontend, host: ProcessInfo.processInfo.hostName,
                                    backstopVersion: backstopVersion, startedAt: started, finishedAt: Date(),
                                    status: records.allSatisfy { $0.status == .ok } ? .complete : .partial,
@@ -184,6 +187,7 @@ public struct BackupEngine: Sendable {
                 tagged.warning("after commit: \(error)")
             }
         }
+        try Fault.point("backup-committed")
         let failed = records.filter { $0.status == .failed }
         if failed.isEmpty {
             logger.info("backup \(id) complete: \(Format.bytes(manifest.dataBytes)) data, \(Format.bytes(FileOps.freedSize(final))) on disk with manifest and checksum files, in \(Format.seconds(manifest.finishedAt.timeIntervalSince(started)))")

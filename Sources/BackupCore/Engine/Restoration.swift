@@ -64,6 +64,7 @@ extension BackupEngine {
             tagged.debug("planning the restore of \(name) from backup \(set.id)")
         } else {
             tagged.info("restoring \(name) from backup \(set.id)")
+            try Fault.point("restore")
         }
         // A signal mid-restore stops the work and lets the target roll back before exiting.
         return try Interrupts.shared.deferring {
@@ -125,6 +126,7 @@ extension BackupEngine {
             try repository.delete(set)
             // The command prints its own line on stdout; the daily log keeps one too.
             logger.info("removed backup \(set.tier)/\(set.id) (\(Format.bytes(plan.bytes)))", metadata: .logFileOnly)
+            try Fault.point("remove")
             afterRemoval()
         }
         return plan

@@ -413,6 +413,7 @@ extension BackupEngine {
                 decisions.append(d)
             }
         }
+        if !dryRun { try Fault.point("prune") }
         return decisions
     }
 }

@@ -29,10 +29,16 @@ public enum FileOps {
         defer { if !ok { unlink(tmp) } }
         try data.withUnsafeBytes { raw in
             var offset = 0
-            while offset < raw.count {
-                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n < 0 { if errno == EINTR { continue }; let e = errno; close(fd); throw SystemError("write", tmp, code: e) }
-                offset += n
+            // In two halves, so a test can crash the process between them (`Fault`).
+            for end in [raw.count / 2, raw.count] {
+                while offset < end {
+                    let n = write(fd, raw.baseAddress! + offset, end - offset)
+                    if n < 0 { if errno == EINTR { continue }; let e = errno; close(fd); throw SystemError("write", tmp, code: e) }
+                    offset += n
+                }
+                if end < raw.count {
+                    do { try Fault.point("write-" + (path as NSString).lastPathComponent) } catch { close(fd); throw error }
+                }
             }
         }
         if fsync(fd) != 0 { let e = errno; close(fd); throw SystemError("fsync", tmp, code: e) }
