@@ -53,7 +53,7 @@ struct BackupCommand<F: Frontend>: ParsableCommand {
             // The run could not finish (lock held, disk full, ...): people must hear of it.
             if !dryRun {
                 let alert = Alert.error(error, command: "backup", context: session.alertContext, couldNotStart: error is LockHeldError)
-                session.report(alert)
+                session.report(alert, memory: !(error is LockHeldError))
                 session.ping(.fail, body: alert.text)
                 session.publishMetrics(session.engine.health(monitoring.health, deployment: monitoring.deployment), monitoring: monitoring)
             }

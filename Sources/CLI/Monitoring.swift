@@ -37,8 +37,11 @@ extension Session {
 
     /// Sends `alert` if the policy says so (cooldown, consecutive failures, recovery); logs the
     /// decision and any delivery problem. Never throws: an alert never changes a result.
-    func report(_ alert: Alert) {
-        let (problems, note) = alerter.report(alert, stateDirectory: alertStateDirectory)
+    /// With `memory` false the alert is decided without the alert state (no cooldown, no
+    /// counting) and nothing is written: for a run refused because another holds the lock,
+    /// which must not write into the repository.
+    func report(_ alert: Alert, memory: Bool = true) {
+        let (problems, note) = alerter.report(alert, stateDirectory: memory ? alertStateDirectory : nil)
         engine.logger.debug("\(note)")
         for p in problems { engine.logger.error("\(p)") }
     }

@@ -122,9 +122,7 @@ extension BackupEngine {
     /// command prints and for `check`.
     public func interruptedRestores() -> [RestoreJournal.Entry] {
         guard FileOps.exists(repository.root + "/state") else { return [] }
-        var held = false
-        if let lock = try? RunLock(path: repository.lockPath) { lock.release() } else { held = true }
-        return RestoreJournal.interrupted(in: repository, lockHeld: held)
+        return RestoreJournal.interrupted(in: repository, lockHeld: RunLock.isHeld(path: repository.lockPath))
     }
 
     /// Rolls back the interrupted restore of `name` from its journal, under the lock, and
