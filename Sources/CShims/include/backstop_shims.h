@@ -9,6 +9,17 @@
 int backstop_pipe_cloexec(int fds[2]);
 int backstop_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path);
 
+/* openat2(2) has no glibc wrapper: opens `path` below `dirfd` with RESOLVE_BENEATH |
+   RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS. Returns a descriptor, or -1 with errno (ENOSYS
+   where the kernel lacks openat2). */
+int backstop_openat2_beneath(int dirfd, const char *path, int flags);
+
+/* Switches the calling thread to the C locale's character set (uselocale) and returns the
+   previous thread locale for backstop_restore_locale; NULL if that failed. libarchive reads
+   names under it so that it cannot convert (and Unicode-normalise) them. */
+void *backstop_use_c_ctype(void);
+void backstop_restore_locale(void *previous);
+
 /* curl_easy_setopt is variadic and cannot be called from Swift.
    These typed wrappers are the only C code Backstop carries for libcurl. */
 typedef size_t (*backstop_curl_data_cb)(char *ptr, size_t size, size_t nmemb, void *userdata);

@@ -1,0 +1,421 @@
+import BackupCore
+import Foundation
+
+/// The first pass over an archive before a restore: everything that could write outside the
+/// destination, create something a file restore never needs, or pass through a link is found
+/// here, before anything is written. Names are compared as bytes.
+public struct ArchiveScreening {
+    private var problems: [String] = []
+    private var problemCount = 0
+    private var symlinks: Set<RawPath> = []
+    private var files: Set<RawPath> = []
+    /// Each folder name used as a parent, with the first entry that uses it.
+    private var parentUsers: [RawPath: RawPath] = [:]
+    /// Files with set-user-ID or set-group-ID bits.
+    public private(set) var setIDEntries: [RawPath] = []
+
+    /// Starts an empty screening.
+    public init() {}
+
+    /// The longest symlink target the kernel accepts (PATH_MAX with its NUL).
+    static let maximumLinkTarget = Int(PATH_MAX) - 1
+
+    private mutating func problem(_ text: String) {
+        problemCount += 1
+        if problems.count < 6 { problems.append(text) }
+    }
+
+    /// Looks at one entry.
+    public mutating func screen(_ e: ArchiveEntryInfo) {
+        guard !e.rawPath.bytes.isEmpty, let parts = BeneathDirectory.components(of: e.rawPath) else {
+            problem("entry '\(e.path)' would write outside the destination")
+            return
+        }
+        guard !parts.isEmpty else {
+            if e.type != S_IFDIR || e.rawHardlink != nil { problem("entry '\(e.path)' names the destination itself but is not a folder") }
+            return
+        }
+        let key = ArchiveExtractor.key(parts)
+        for i in 1..<parts.count {
+            let parent = ArchiveExtractor.key(parts[0..<i])
+            if parentUsers[parent] == nil { parentUsers[parent] = key }
+        }
+        if let link = e.rawHardlink {
+            guard !link.bytes.isEmpty, let target = BeneathDirectory.components(of: link), !target.isEmpty else {
+                problem("hard link '\(e.path)' points outside the destination ('\(link.display)')")
+                return
+            }
+            if !files.contains(ArchiveExtractor.key(target)) {
+                problem("hard link '\(e.path)' points to '\(link.display)', which is not a regular file earlier in this archive")
+            }
+            files.insert(key)
+            return
+        }
+        switch e.type {
+        case S_IFREG:
+            files.insert(key)
+            if e.mode & (S_ISUID | S_ISGID) != 0 { setIDEntries.append(key) }
+        case S_IFDIR:
+            files.remove(key)
+        case S_IFLNK:
+            files.remove(key)
+            symlinks.insert(key)
+            let target = e.rawSymlink?.bytes ?? []
+            if target.isEmpty {
+                problem("symbolic link '\(e.path)' has no target")
+            } else if target.count > Self.maximumLinkTarget {
+                problem("symbolic link '\(e.path)' has a target of \(target.count) bytes, longer than the system allows (\(Self.maximumLinkTarget))")
+            }
+        default:
+            problem("'\(e.path)' is a \(Self.kind(e.type)), which a restore never creates")
+        }
+    }
+
+    /// Throws one line naming what is wrong with the archive, if anything is.
+    public func verdict(artifact: String) throws {
+        var all = problems, count = problemCount
+        for link in symlinks.sorted() {
+            guard let user = parentUsers[link] else { continue }
+            count += 1
+            if all.count < 6 {
+                all.append("entry '\(user.display)' goes through the symbolic link '\(link.display)' of the same archive")
+            }
+        }
+        guard count > 0 else { return }
+        throw OperationError("refusing to restore \(artifact): \(all.joined(separator: "; "))\(count > all.count ? "; and \(count - all.count) more" : "")")
+    }
+
+    /// A file type's name for messages.
+    static func kind(_ type: mode_t) -> String {
+        switch type {
+        case S_IFBLK: return "block device"
+        case S_IFCHR: return "character device"
+        case S_IFIFO: return "FIFO"
+        case S_IFSOCK: return "socket"
+        case S_IFLNK: return "symbolic link"
+        case S_IFDIR: return "folder"
+        case S_IFREG: return "file"
+        default: return "file of unknown type \(String(type, radix: 8))"
+        }
+    }
+}
+
+/// Extracts archive entries below a directory without ever leaving it: every file operation is
+/// relative to a descriptor of the destination (`BeneathDirectory`), no symlink is followed,
+/// files are written under a temporary name and renamed into place, and only regular files,
+/// folders, symlinks (restored as links, never followed) and hard links to files this
+/// extraction wrote are created. Set-user-ID and set-group-ID bits of files are removed unless
+/// `keepSetID`. Everything it creates is recorded with its device and inode, so `rollback()`
+/// removes exactly that and nothing else; folders' modes and times are applied at `close()`.
+///
+/// Test hook: the environment variable `BACKSTOP_FAULT=restore-entry:N` (read by the archive
+/// target, see `Fault`) makes extraction fail just before entry N (0-based), or after the
+/// finishing step when N is the number of entries; adding `,rollback` also fails the rollback.
+public final class ArchiveExtractor {
+    /// An injected failure, for tests of the rollback.
+    public struct Fault: Sendable {
+        /// Fail before this entry (or at `close()` when it equals the number of entries).
+        public var entry: Int?
+        /// Fail the rollback too.
+        public var rollback: Bool
+
+        /// Parses `BACKSTOP_FAULT` (`restore-entry:N`, optionally `,rollback`); nil when unset.
+        public static func fromEnvironment() -> Fault? {
+            guard let raw = ProcessInfo.processInfo.environment["BACKSTOP_FAULT"], !raw.isEmpty else { return nil }
+            var fault = Fault(entry: nil, rollback: false)
+            for part in raw.split(separator: ",") {
+                if part.hasPrefix("restore-entry:") { fault.entry = Int(part.dropFirst("restore-entry:".count)) }
+                if part == "rollback" { fault.rollback = true }
+            }
+            return fault
+        }
+    }
+
+    private struct Created {
+        let parts: [[UInt8]]
+        let identity: FileIdentity
+        let isFolder: Bool
+    }
+
+    private struct FolderAttributes {
+        let parts: [[UInt8]]
+        let identity: FileIdentity
+        let mode: mode_t
+        let owner: (uid_t, gid_t)?
+        let mtime: timespec?
+    }
+
+    private let path: String
+    private let restoreOwner: Bool
+    private let keepSetID: Bool
+    private let replaceable: Set<RawPath>?
+    private let fault: Fault?
+    private var directory: BeneathDirectory?
+    private var cachedParent: (parts: ArraySlice<[UInt8]>, folder: BeneathDirectory.Folder)?
+    private var created: [Created] = []
+    private var createdIndex: [RawPath: Int] = [:]
+    private var written: Set<FileIdentity> = []
+    private var folders: [FolderAttributes] = []
+    private var previousFolders: [FolderAttributes] = []
+    private var index = 0
+    private var users: [String: uid_t?] = [:]
+    private var groups: [String: gid_t?] = [:]
+
+    /// Entries that replaced something that was there before (their old versions are what a
+    /// safety copy must hold).
+    public private(set) var replaced: [RawPath] = []
+    /// Files written without the set-user-ID / set-group-ID bits they had in the archive.
+    public private(set) var strippedSetID: [RawPath] = []
+
+    /// Prepares extraction into `directory` (which must exist and not be a symlink). Modes and
+    /// times are restored; owners too when running as root and `restoreOwner` is set (by
+    /// name when the name exists here, else by number). With `replaceable`, replacing anything
+    /// that existed before and is not in it is refused (it is not in the safety copy).
+    public init(directory: String, restoreOwner: Bool = false, keepSetID: Bool = false,
+                replaceable: Set<RawPath>? = nil, fault: Fault? = nil) {
+        path = directory
+        self.restoreOwner = restoreOwner && geteuid() == 0
+        self.keepSetID = keepSetID
+        self.replaceable = replaceable
+        self.fault = fault
+    }
+
+    /// The byte key of a name's components (`a/b/c`), for sets and dictionaries of names.
+    static func key<C: Collection>(_ parts: C) -> RawPath where C.Element == [UInt8] {
+        RawPath(bytes: Array(parts.joined(separator: [UInt8(ascii: "/")])))
+    }
+
+    private func root() throws -> BeneathDirectory {
+        if let directory { return directory }
+        let opened = try BeneathDirectory(path)
+        directory = opened
+        return opened
+    }
+
+    /// Writes the reader's current entry below the directory.
+    public func extractCurrent(from reader: ArchiveReader) throws {
+        guard let info = reader.currentInfo else { throw ArchiveError(message: "no current entry") }
+        try extract(info) { write in try reader.readBlocks(write) }
+    }
+
+    /// Writes one entry whose content (for regular files) comes from `content`, which calls its
+    /// argument with each block and its offset and returns the content's end.
+    public func extract(_ e: ArchiveEntryInfo, content: ((UnsafeRawBufferPointer, Int64) throws -> Void) throws -> Int64) throws {
+        if let at = fault?.entry, at == index {
+            throw OperationError("fault injected before entry \(index) ('\(e.path)') by BACKSTOP_FAULT")
+        }
+        index += 1
+        guard !e.rawPath.bytes.isEmpty, let parts = BeneathDirectory.components(of: e.rawPath) else {
+            throw OperationError("refusing to extract '\(e.path)': it would write outside \(path)")
+        }
+        guard let leaf = parts.last else {
+            guard e.type == S_IFDIR, e.rawHardlink == nil else { throw OperationError("refusing to extract '\(e.path)': it names \(path) itself") }
+            _ = try content { _, _ in }
+            return  // the destination itself: left as it is
+        }
+        if e.rawHardlink == nil && ![S_IFREG, S_IFDIR, S_IFLNK].contains(e.type) {
+            throw OperationError("refusing to extract '\(e.path)': it is a \(ArchiveScreening.kind(e.type))")
+        }
+        let dir = try root()
+        let parent = try parentFolder(parts.dropLast(), in: dir)
+        let key = Self.key(parts)
+        let owner = try ownerOf(e)
+        let mtime = timespec(tv_sec: e.mtime, tv_nsec: e.mtimeNanoseconds)
+        if let link = e.rawHardlink {
+            guard !link.bytes.isEmpty, let target = BeneathDirectory.components(of: link), let targetLeaf = target.last else {
+                throw OperationError("refusing to extract hard link '\(e.path)': it points outside \(path) ('\(link.display)')")
+            }
+            let source = try dir.folder(target.dropLast())
+            guard let st = try source.status(targetLeaf), (st.st_mode & S_IFMT) == S_IFREG, written.contains(FileIdentity(st)) else {
+                throw OperationError("refusing to extract hard link '\(e.path)': '\(link.display)' is not a file this restore wrote")
+            }
+            let temporary = try parent.makeTemporaryHardLink(to: source, targetLeaf)
+            try place(temporary, as: leaf, parts: parts, key: key, in: parent, isFile: true)
+            _ = try content { _, _ in }
+            return
+        }
+        switch e.type {
+        case S_IFDIR:
+            let folder: BeneathDirectory.Folder
+            if try parent.makeFolder(leaf) {
+                folder = try parent.folder(leaf)
+                record(parts, FileIdentity(try folder.status()), isFolder: true)
+            } else {
+                folder = try parent.folder(leaf)  // a symlink or a file there is an error
+            }
+            var mode = e.mode & 0o7777
+            mode &= ~mode_t(S_ISUID)  // meaningless on a folder; set-group-ID (group inheritance) is kept
+            folders.append(FolderAttributes(parts: parts, identity: FileIdentity(try folder.status()), mode: mode, owner: owner, mtime: mtime))
+            _ = try content { _, _ in }
+        case S_IFLNK:
+            let temporary = try parent.makeTemporarySymlink(to: e.rawSymlink?.bytes ?? [])
+            do {
+                try parent.setLinkAttributes(temporary, owner: owner, mtime: mtime)
+            } catch {
+                parent.discard(temporary)
+                throw error
+            }
+            try place(temporary, as: leaf, parts: parts, key: key, in: parent, isFile: false)
+            _ = try content { _, _ in }
+        default:
+            let (temporary, fd) = try parent.makeTemporaryFile()
+            do {
+                defer { Glibc.close(fd) }
+                let end = try content { block, offset in
+                    var done = 0
+                    while done < block.count {
+                        let n = pwrite(fd, block.baseAddress! + done, block.count - done, off_t(offset) + off_t(done))
+                        if n < 0 {
+                            if errno == EINTR { continue }
+                            throw SystemError("write", parent.path + "/" + RawPath(bytes: leaf).display)
+                        }
+                        done += n
+                    }
+                }
+                if e.size > end && ftruncate(fd, off_t(e.size)) != 0 {
+                    throw SystemError("extend", parent.path + "/" + RawPath(bytes: leaf).display)
+                }
+                var mode = e.mode & 0o7777
+                if !keepSetID && mode & (S_ISUID | S_ISGID) != 0 {
+                    mode &= ~mode_t(S_ISUID | S_ISGID)
+                    strippedSetID.append(key)
+                }
+                try BeneathDirectory.setAttributes(fd: fd, path: parent.path + "/" + RawPath(bytes: leaf).display,
+                                                   owner: owner, mode: mode, mtime: mtime)
+            } catch {
+                parent.discard(temporary)
+                throw error
+            }
+            try place(temporary, as: leaf, parts: parts, key: key, in: parent, isFile: true)
+        }
+    }
+
+    /// The parent folder of an entry, created (and recorded) where missing. The last one is
+    /// kept open, as entries usually come folder by folder.
+    private func parentFolder(_ parts: ArraySlice<[UInt8]>, in dir: BeneathDirectory) throws -> BeneathDirectory.Folder {
+        if let cachedParent, cachedParent.parts.elementsEqual(parts) { return cachedParent.folder }
+        let folder = try dir.folder(parts, create: true) { made, identity in
+            self.record(Array(made), identity, isFolder: true)
+        }
+        cachedParent = (parts, folder)
+        return folder
+    }
+
+    private func record(_ parts: [[UInt8]], _ identity: FileIdentity, isFolder: Bool) {
+        let key = Self.key(parts)
+        if let i = createdIndex[key] {
+            created[i] = Created(parts: parts, identity: identity, isFolder: isFolder)
+        } else {
+            createdIndex[key] = created.count
+            created.append(Created(parts: parts, identity: identity, isFolder: isFolder))
+        }
+    }
+
+    /// Renames the temporary object into place, recording whether it created or replaced.
+    private func place(_ temporary: [UInt8], as leaf: [UInt8], parts: [[UInt8]], key: RawPath,
+                       in parent: BeneathDirectory.Folder, isFile: Bool) throws {
+        do {
+            guard let made = try parent.status(temporary) else { throw SystemError("stat", parent.path, code: ENOENT) }
+            let existing = try parent.status(leaf)
+            var isOurs = false
+            if let existing {
+                if (existing.st_mode & S_IFMT) == S_IFDIR {
+                    throw OperationError("cannot restore '\(key.display)': \(parent.path)/\(RawPath(bytes: leaf).display) exists and is a folder")
+                }
+                if let i = createdIndex[key], created[i].identity == FileIdentity(existing) {
+                    isOurs = true
+                } else if let replaceable, !replaceable.contains(key) {
+                    throw OperationError("cannot restore '\(key.display)': \(parent.path)/\(RawPath(bytes: leaf).display) appeared during the restore and is not in the safety copy; not replacing it")
+                }
+            }
+            try parent.rename(temporary, to: leaf)
+            if existing == nil || isOurs {
+                record(parts, FileIdentity(made), isFolder: false)
+            } else {
+                replaced.append(key)
+            }
+            if isFile { written.insert(FileIdentity(made)) }
+        } catch {
+            parent.discard(temporary)
+            throw error
+        }
+    }
+
+    private func ownerOf(_ e: ArchiveEntryInfo) throws -> (uid_t, gid_t)? {
+        guard restoreOwner else { return nil }
+        var uid = e.uid, gid = e.gid
+        if let name = e.userName, !name.isEmpty {
+            if users[name] == nil { users[name] = getpwnam(name).map { $0.pointee.pw_uid } }
+            if let found = users[name] ?? nil { uid = found }
+        }
+        if let name = e.groupName, !name.isEmpty {
+            if groups[name] == nil { groups[name] = getgrnam(name).map { $0.pointee.gr_gid } }
+            if let found = groups[name] ?? nil { gid = found }
+        }
+        return (uid, gid)
+    }
+
+    /// Applies the folders' modes, owners and times (deferred so that a read-only folder can
+    /// still be filled). A folder that existed before has its previous ones recorded, so a
+    /// rollback can put them back.
+    public func close() throws {
+        let dir = try root()
+        cachedParent = nil
+        var seen = Set<FileIdentity>()
+        for f in folders.reversed() {
+            let folder = try dir.folder(f.parts[...])
+            let st = try folder.status()
+            guard FileIdentity(st) == f.identity else {
+                throw OperationError("\(folder.path) was replaced during the restore; not changing it")
+            }
+            let isOurs = createdIndex[Self.key(f.parts)].map { created[$0].identity == f.identity } ?? false
+            if !isOurs && seen.insert(f.identity).inserted {
+                previousFolders.append(FolderAttributes(parts: f.parts, identity: f.identity, mode: st.st_mode & 0o7777,
+                                                        owner: (st.st_uid, st.st_gid), mtime: st.st_mtim))
+            }
+            try folder.setAttributes(owner: f.owner, mode: f.mode, mtime: f.mtime)
+        }
+        if let at = fault?.entry, at == index {
+            throw OperationError("fault injected after the last entry (\(index)) by BACKSTOP_FAULT")
+        }
+    }
+
+    /// Undoes this extraction as far as it can by itself: puts back the modes, owners and times
+    /// of folders that existed before, then removes, newest first, everything it created that
+    /// still has the device and inode it had at creation. Files it replaced are not touched
+    /// (they come back from the safety copy). Returns what it could not undo (empty: all undone).
+    public func rollback() -> [String] {
+        var problems: [String] = []
+        cachedParent = nil
+        guard let dir = directory else { return [] }
+        for f in previousFolders.reversed() {
+            do {
+                let folder = try dir.folder(f.parts[...])
+                guard FileIdentity(try folder.status()) == f.identity else { continue }
+                try folder.setAttributes(owner: geteuid() == 0 ? f.owner : nil, mode: f.mode, mtime: f.mtime)
+            } catch {
+                problems.append("could not put back the mode of \(dir.display(f.parts[...])): \(error)")
+            }
+        }
+        // Folders this restore made may have been given read-only modes: make them writable
+        // (they are ours: checked by identity) so their contents can go.
+        for c in created where c.isFolder {
+            if let folder = try? dir.folder(c.parts[...]), (try? folder.status()).map({ FileIdentity($0) == c.identity }) == true {
+                _ = fchmod(folder.fd, 0o700)
+            }
+        }
+        for c in created.reversed() {
+            do {
+                let parent = try dir.folder(c.parts.dropLast())
+                if try !parent.remove(c.parts.last!, ifStill: c.identity) {
+                    if try parent.status(c.parts.last!) != nil {
+                        problems.append("left \(dir.display(c.parts[...])): it is no longer what this restore created")
+                    }
+                }
+            } catch {
+                problems.append("could not remove \(dir.display(c.parts[...])): \(error)")
+            }
+        }
+        return problems
+    }
+}
