@@ -49,6 +49,12 @@ final class HostileArchiveTests: XCTestCase {
                           ["goes through the symbolic link 'lnk' of the same archive", "longer than the system allows"])
         XCTAssertTrue(FileOps.exists(world.outside + "/victimdir/file.txt"))
         XCTAssertFalse(FileOps.exists(world.dest + "/lnk"))
+        // The failing entry before the ones through the link: the old rollback removed
+        // `lnk/victimdir` by name, through the link, outside the destination.
+        try assertRefused([.symlink("lnk", to: world.outside), .symlink("toolong", to: long), .dir("lnk/victimdir", mode: 0o700),
+                           .file("lnk/victimdir/new.txt")],
+                          ["goes through the symbolic link 'lnk' of the same archive"])
+        XCTAssertTrue(FileOps.exists(world.outside + "/victimdir/file.txt"))
     }
 
     /// The same escape through a relative link, with the entry before the link.
