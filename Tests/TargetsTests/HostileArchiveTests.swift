@@ -57,6 +57,19 @@ final class HostileArchiveTests: XCTestCase {
         XCTAssertTrue(FileOps.exists(world.outside + "/victimdir/file.txt"))
     }
 
+    /// Issue 9, item 11: a symlink with an entry below it was silently turned into a folder
+    /// (and the restore said it succeeded). Now the archive is refused and the link stays a link
+    /// when restored on its own.
+    func testSymlinkIsNotTurnedIntoAFolder() throws {
+        try assertRefused([.dir("real"), .symlink("l", to: "real"), .file("l/x")],
+                          ["entry 'l/x' goes through the symbolic link 'l' of the same archive"])
+        XCTAssertFalse(FileOps.exists(world.dest + "/l"))
+        _ = try world.restore(try world.craft([.dir("real"), .symlink("l", to: "real"), .file("real/x")])).get()
+        var st = stat()
+        XCTAssertEqual(lstat(world.dest + "/l", &st), 0)
+        XCTAssertEqual(st.st_mode & S_IFMT, S_IFLNK)
+    }
+
     /// The same escape through a relative link, with the entry before the link.
     func testEntryThroughALaterRelativeSymlinkIsRefused() throws {
         try assertRefused([.file("up/secret.txt", "overwritten"), .symlink("up", to: "../outside")],
