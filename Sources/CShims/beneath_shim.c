@@ -22,11 +22,12 @@ int backstop_openat2_beneath(int dirfd, const char *path, int flags) {
 #endif
 }
 
-void *backstop_use_c_ctype(void) {
-    static locale_t c_locale = (locale_t)0;
-    if (c_locale == (locale_t)0) c_locale = newlocale(LC_CTYPE_MASK, "C", (locale_t)0);
-    if (c_locale == (locale_t)0) return NULL;
-    return (void *)uselocale(c_locale);
+void *backstop_use_ctype(int utf8) {
+    static locale_t locales[2] = {(locale_t)0, (locale_t)0};
+    int i = utf8 ? 1 : 0;
+    if (locales[i] == (locale_t)0) locales[i] = newlocale(LC_CTYPE_MASK, utf8 ? "C.UTF-8" : "C", (locale_t)0);
+    if (locales[i] == (locale_t)0) return NULL;
+    return (void *)uselocale(locales[i]);
 }
 
 void backstop_restore_locale(void *previous) {

@@ -14,10 +14,10 @@ int backstop_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *pat
    where the kernel lacks openat2). */
 int backstop_openat2_beneath(int dirfd, const char *path, int flags);
 
-/* Switches the calling thread to the C locale's character set (uselocale) and returns the
-   previous thread locale for backstop_restore_locale; NULL if that failed. libarchive reads
-   names under it so that it cannot convert (and Unicode-normalise) them. */
-void *backstop_use_c_ctype(void);
+/* Switches the calling thread's character set (uselocale) to the C locale's (utf8 = 0) or to
+   C.UTF-8 (utf8 = 1) and returns the previous thread locale for backstop_restore_locale; NULL if
+   that failed. libarchive converts names through it: see Targets/Native/LibArchive.swift. */
+void *backstop_use_ctype(int utf8);
 void backstop_restore_locale(void *previous);
 
 /* curl_easy_setopt is variadic and cannot be called from Swift.

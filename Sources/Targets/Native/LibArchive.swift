@@ -54,14 +54,20 @@ private func check(_ a: OpaquePointer?, _ rc: Int32, _ what: String) throws {
     throw ArchiveError(message: "\(what): \(msg)")
 }
 
-/// Runs `body` with the calling thread's character set switched to the C locale's. libarchive
-/// converts UTF-8 pax names into the locale's character set and, when it does, normalises them
-/// to Unicode NFC (archive_string.c, SCONV_NORMALIZATION_C), so `cafe\u{301}` and `café` would
-/// come out as one name. Under the C locale that conversion fails for every non-ASCII name and
-/// libarchive keeps the name's original bytes instead (it reports ARCHIVE_WARN, which is
-/// expected): names come out byte for byte as stored, whatever the process's locale.
-private func withCCharacterSet<T>(_ body: () throws -> T) rethrows -> T {
-    let previous = backstop_use_c_ctype()
+/// Runs `body` with the calling thread's character set switched, whatever the process locale.
+///
+/// Reading (`utf8: false`, the C locale): libarchive converts UTF-8 pax names into the locale's
+/// character set and, when it does, normalises them to Unicode NFC (archive_string.c,
+/// SCONV_NORMALIZATION_C), so `cafe\u{301}` and `café` would come out as one name. Under the C
+/// locale that conversion fails for every non-ASCII name and libarchive keeps the name's
+/// original bytes instead (reporting ARCHIVE_WARN, which is expected): names come out byte for
+/// byte as stored.
+///
+/// Writing (`utf8: true`, C.UTF-8): a valid UTF-8 name is written as a standard UTF-8 pax name,
+/// unchanged (libarchive only normalises when reading on Linux), and any other name fails the
+/// conversion, so libarchive writes that entry's names as bytes with `hdrcharset=BINARY`.
+private func withCharacterSet<T>(utf8: Bool, _ body: () throws -> T) rethrows -> T {
+    let previous = backstop_use_ctype(utf8 ? 1 : 0)
     defer { backstop_restore_locale(previous) }
     return try body()
 }
@@ -89,11 +95,7 @@ public final class ArchiveWriter {
         disk = archive_read_disk_new()
         archive_read_disk_set_standard_lookup(disk)
         switch format {
-        case .tar:
-            try check(archive, archive_write_set_format_pax_restricted(archive), "tar format")
-            // Names are written as their bytes (pax `hdrcharset=BINARY`), never converted
-            // through a locale: what is read back is exactly what was on disk.
-            try check(archive, archive_write_set_format_option(archive, "pax", "hdrcharset", "BINARY"), "tar name encoding")
+        case .tar: try check(archive, archive_write_set_format_pax_restricted(archive), "tar format")
         case .raw: try check(archive, archive_write_set_format_raw(archive), "raw format")
         }
         switch compression {
@@ -154,7 +156,7 @@ public final class ArchiveWriter {
         path.withCString { archive_entry_copy_sourcepath(entry, $0) }
         try check(disk, archive_read_disk_entry_from_file(disk, entry, fd, &st), "read metadata of \(path.display)")
         name.withCString { archive_entry_copy_pathname(entry, $0) }
-        try rethrowing(archive_write_header(archive, entry), "add \(path.display)")
+        try rethrowing(withCharacterSet(utf8: true) { archive_write_header(archive, entry) }, "add \(path.display)")
         guard isRegular else { return 0 }
         var total: Int64 = 0
         while true {
@@ -193,7 +195,7 @@ public final class ArchiveWriter {
         default:
             throw OperationError("\(name.display) is neither a file nor a symbolic link; not copying it")
         }
-        try rethrowing(archive_write_header(archive, entry), "add \(name.display)")
+        try rethrowing(withCharacterSet(utf8: true) { archive_write_header(archive, entry) }, "add \(name.display)")
         guard fd >= 0 else { return 0 }
         var total: Int64 = 0
         while true {
@@ -221,7 +223,7 @@ public final class ArchiveWriter {
         archive_entry_set_perm(entry, mode)
         if let size { archive_entry_set_size(entry, size) }
         archive_entry_set_mtime(entry, time(nil), 0)
-        try rethrowing(archive_write_header(archive, entry), "add \(name)")
+        try rethrowing(withCharacterSet(utf8: true) { archive_write_header(archive, entry) }, "add \(name)")
         try produce { chunk in
             guard chunk.count > 0 else { return }
             let w = archive_write_data(archive, chunk.baseAddress, chunk.count)
@@ -335,7 +337,7 @@ public final class ArchiveReader {
     /// Moves to the next entry; nil at the end. Names come out byte for byte as stored.
     public func next() throws -> ArchiveEntryInfo? {
         var entry: OpaquePointer?
-        let rc = withCCharacterSet { archive_read_next_header(archive, &entry) }
+        let rc = withCharacterSet(utf8: false) { archive_read_next_header(archive, &entry) }
         if rc == ARCHIVE_EOF { current = nil; currentInfo = nil; return nil }
         try rethrowing(rc, "read \(source.path)")
         current = entry
