@@ -250,8 +250,15 @@ public final class BeneathDirectory {
 
     /// Opens `path` as the root (O_DIRECTORY | O_NOFOLLOW: the directory itself may not be a
     /// symlink).
-    public init(_ path: String) throws {
+    public convenience init(_ path: String) throws {
+        try self.init(path, useOpenat2: true)
+    }
+
+    /// Opens `path` as the root; `useOpenat2: false` forces the component-by-component walk
+    /// that kernels without openat2 get (for tests).
+    init(_ path: String, useOpenat2: Bool) throws {
         self.path = path
+        self.useOpenat2 = useOpenat2
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else {
             let code = errno
