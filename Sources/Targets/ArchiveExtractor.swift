@@ -261,27 +261,15 @@ public final class ArchiveExtractor {
             let (temporary, fd) = try parent.makeTemporaryFile()
             do {
                 defer { Glibc.close(fd) }
-                let end = try content { block, offset in
-                    var done = 0
-                    while done < block.count {
-                        let n = pwrite(fd, block.baseAddress! + done, block.count - done, off_t(offset) + off_t(done))
-                        if n < 0 {
-                            if errno == EINTR { continue }
-                            throw SystemError("write", parent.path + "/" + RawPath(bytes: leaf).display)
-                        }
-                        done += n
-                    }
-                }
-                if e.size > end && ftruncate(fd, off_t(e.size)) != 0 {
-                    throw SystemError("extend", parent.path + "/" + RawPath(bytes: leaf).display)
-                }
+                let shown = parent.path + "/" + RawPath(bytes: leaf).display
+                let end = try content { block, offset in try BeneathDirectory.write(fd: fd, block, at: offset, path: shown) }
+                if e.size > end { try BeneathDirectory.truncate(fd: fd, to: e.size, path: shown) }
                 var mode = e.mode & 0o7777
                 if !keepSetID && mode & (S_ISUID | S_ISGID) != 0 {
                     mode &= ~mode_t(S_ISUID | S_ISGID)
                     strippedSetID.append(key)
                 }
-                try BeneathDirectory.setAttributes(fd: fd, path: parent.path + "/" + RawPath(bytes: leaf).display,
-                                                   owner: owner, mode: mode, mtime: mtime)
+                try BeneathDirectory.setAttributes(fd: fd, path: shown, owner: owner, mode: mode, mtime: mtime)
             } catch {
                 parent.discard(temporary)
                 throw error
@@ -401,7 +389,7 @@ public final class ArchiveExtractor {
         // (they are ours: checked by identity) so their contents can go.
         for c in created where c.isFolder {
             if let folder = try? dir.folder(c.parts[...]), (try? folder.status()).map({ FileIdentity($0) == c.identity }) == true {
-                _ = fchmod(folder.fd, 0o700)
+                try? folder.setMode(0o700)
             }
         }
         for c in created.reversed() {

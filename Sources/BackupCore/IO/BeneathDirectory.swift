@@ -212,6 +212,11 @@ public final class BeneathDirectory {
             }
         }
 
+        /// Sets this folder's own mode only.
+        public func setMode(_ mode: mode_t) throws {
+            guard fchmod(fd, mode) == 0 else { throw BeneathError(operation: "chmod", path: path, code: errno, reason: .system) }
+        }
+
         /// Sets this folder's own owner (when given), mode and modification time.
         public func setAttributes(owner: (uid_t, gid_t)?, mode: mode_t, mtime: timespec?) throws {
             try BeneathDirectory.setAttributes(fd: fd, path: path, owner: owner, mode: mode, mtime: mtime)
@@ -233,6 +238,24 @@ public final class BeneathDirectory {
             guard file >= 0 else { throw failure("open", leaf) }
             return file
         }
+    }
+
+    /// Writes all of `block` at `offset` of the open file `fd` (`path` for messages).
+    public static func write(fd: Int32, _ block: UnsafeRawBufferPointer, at offset: Int64, path: String) throws {
+        var done = 0
+        while done < block.count {
+            let n = pwrite(fd, block.baseAddress! + done, block.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw BeneathError(operation: "write", path: path, code: errno, reason: .system)
+            }
+            done += n
+        }
+    }
+
+    /// Sets the size of the open file `fd` (a sparse file's trailing hole).
+    public static func truncate(fd: Int32, to size: Int64, path: String) throws {
+        guard ftruncate(fd, off_t(size)) == 0 else { throw BeneathError(operation: "extend", path: path, code: errno, reason: .system) }
     }
 
     /// Sets owner (when given), then mode (so a chown cannot clear set-id bits afterwards), then
