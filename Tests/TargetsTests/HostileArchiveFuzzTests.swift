@@ -45,7 +45,7 @@ final class HostileArchiveFuzzTests: XCTestCase {
             }
             if case .success = result {
                 restored += 1
-                for line in HostileWorld.listing(world.dest) {
+                for line in HostileWorld.listing(world.dest, hashing: false) {
                     XCTAssertFalse(line.hasSuffix(" special"), "run \(runs) (\(seedName)): a special file was created: \(line)")
                     let fields = line.split(separator: " ")
                     if fields.count > 1, let mode = Int(fields[1], radix: 8), mode & 0o170000 == 0o100000 {

@@ -61,13 +61,15 @@ final class HostileWorld {
     /// Sorted lines describing every object under `root` (byte-exact names in hex): type, mode,
     /// owner, size, content hash or link target. Folders' times are left out (creating and
     /// removing an entry changes them).
-    static func listing(_ root: String) -> [String] {
+    static func listing(_ root: String, hashing: Bool = true) -> [String] {
         var lines: [String] = []
         func walk(_ path: RawPath, _ rel: RawPath) {
             guard let st = path.lstat() else { return }
             let hexName = rel.bytes.map { String(format: "%02x", $0) }.joined()
             var line = "\(hexName) \(String(st.st_mode, radix: 8)) \(st.st_uid):\(st.st_gid)"
             switch st.st_mode & S_IFMT {
+            case S_IFREG where !hashing:
+                line += " \(st.st_size)"
             case S_IFREG:
                 var hash = StreamingSHA256()
                 let fd = path.withCString { open($0, O_RDONLY | O_NOFOLLOW) }
