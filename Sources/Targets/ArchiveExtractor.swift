@@ -81,6 +81,14 @@ public final class ArchiveExtractor {
         self.fault = fault
     }
 
+    /// Prepares extraction into the already opened `root` (the descriptor the restore planned
+    /// with, so the destination cannot be swapped in between).
+    public convenience init(root: BeneathDirectory, restoreOwner: Bool = false, keepSetID: Bool = false,
+                            replaceable: Set<RawPath>? = nil, fault: Fault? = nil) {
+        self.init(directory: root.path, restoreOwner: restoreOwner, keepSetID: keepSetID, replaceable: replaceable, fault: fault)
+        directory = root
+    }
+
     /// The byte key of a name's components (`a/b/c`), for sets and dictionaries of names.
     static func key<C: Collection>(_ parts: C) -> RawPath where C.Element == [UInt8] {
         RawPath(bytes: Array(parts.joined(separator: [UInt8(ascii: "/")])))

@@ -323,7 +323,7 @@ public struct ArchiveTarget: BackupTarget {
 
         var bytes: Int64 = 0
         let fault = ArchiveExtractor.Fault.fromEnvironment()
-        let extractor = ArchiveExtractor(directory: destination, restoreOwner: getuid() == 0, keepSetID: context.options.keepSetuid,
+        let extractor = ArchiveExtractor(root: root, restoreOwner: getuid() == 0, keepSetID: context.options.keepSetuid,
                                          replaceable: overwrittenKeys, fault: fault)
         do {
             let reader = try HashingFileReader(path: archivePath)
