@@ -252,7 +252,7 @@ public struct ArchiveTarget: BackupTarget {
         // Pass 2, still writing nothing: what is at each name in the destination now, looked up
         // below it without following links. A link or a file where a folder must go, a folder
         // where a file must go, or a special file in the way stops the restore here.
-        let existing = FileOps.exists(destination) ? try BeneathDirectory(destination) : nil
+        let existing = FileOps.exists(destination) ? try Self.openDestination(destination) : nil
         var overwritten: [(key: RawPath, parts: [[UInt8]])] = []
         var overwrittenKeys = Set<RawPath>()
         var conflicts: [String] = []
@@ -279,7 +279,7 @@ public struct ArchiveTarget: BackupTarget {
             }
         }
         if !conflicts.isEmpty {
-            throw OperationError("cannot restore \(artifact.path) into \(destination): \(conflicts.prefix(5).joined(separator: "; "))\(conflicts.count > 5 ? "; and \(conflicts.count - 5) more" : "")")
+            throw OperationError("cannot restore \(artifact.path) into \(destination): \(conflicts.prefix(5).joined(separator: "; "))\(conflicts.count > 5 ? "; and \(conflicts.count - 5) more" : ""); nothing was written (move what is in the way, or restore into an empty folder with --to and copy from there)")
         }
         let setID = screening.setIDEntries.filter { key in
             BeneathDirectory.components(of: key).map(wanted) ?? false
@@ -303,7 +303,7 @@ public struct ArchiveTarget: BackupTarget {
         let started = Date()
         let madeAncestors = Self.missingAncestors(of: destination)
         try FileOps.makeDirectory(destination)
-        let root = try existing ?? BeneathDirectory(destination)
+        let root = try existing ?? Self.openDestination(destination)
         // Safety copy: a tarball of every file or link the restore will replace, read below the
         // destination without following links.
         var safety: String?
@@ -372,6 +372,17 @@ public struct ArchiveTarget: BackupTarget {
         }
         if let safety { report.lines.append("safety copy: \(safety)") }
         return report
+    }
+
+    /// Opens the destination folder for the restore; a symlink there is refused with the folder
+    /// it points to, to name with `--to` instead.
+    private static func openDestination(_ path: String) throws -> BeneathDirectory {
+        do {
+            return try BeneathDirectory(path)
+        } catch let error as BeneathError where error.reason == .symbolicLink {
+            let real = realpath(path, nil).map { p in defer { free(p) }; return String(cString: p) }
+            throw OperationError("the destination \(path) is a symbolic link\(real.map { " to \($0)" } ?? ""); a restore never follows links: name the real folder with --to\(real.map { " \($0)" } ?? "")")
+        }
     }
 
     /// The first few names, for a report line.

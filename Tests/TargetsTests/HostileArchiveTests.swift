@@ -83,6 +83,17 @@ final class HostileArchiveTests: XCTestCase {
         let result = try world.restore(try world.craft([.file("new.txt"), .dir("prelink/victimdir"), .file("prelink/victimdir/file.txt", "evil")]))
         XCTAssertTrue("\(result.failure.map { "\($0)" } ?? "restored")".contains("symbolic link is in the way"), "\(result)")
         XCTAssertFalse(FileOps.exists(world.dest + "/new.txt"))
+        // The destination itself being a link is refused too, naming where it points.
+        symlink(world.dest, world.world + "/dest-link")
+        let target = ArchiveTarget(name: "t", paths: [world.dest], base: world.dest)
+        let (record, set) = try world.record(for: try world.craft([.file("x")]), target: target)
+        let context = RestoreContext(setDirectory: set, setID: "hostile", safetyDirectory: dir + "/safety",
+                                     options: RestoreOptions(destination: world.world + "/dest-link"),
+                                     logger: TestSupport.logger().0, showProgress: false)
+        XCTAssertThrowsError(try target.restore(record, context: context)) { error in
+            XCTAssertTrue("\(error)".contains("is a symbolic link to \(self.world.dest)"), "\(error)")
+        }
+        XCTAssertFalse(FileOps.exists(world.dest + "/x"))
     }
 
     /// Symlinks are restored as symlinks (issue 9, item 11: they became folders when a later
