@@ -6,8 +6,10 @@ import XCTest
 
 /// Fuzzes the archive restore path: valid small tarballs (Backstop's own, and pax, GNU and
 /// gzip ones from Python's tarfile, with folders, links, hard links, long and NFD names) are
-/// mutated at random (seeded) and restored into a destination with sentinel trees around it.
-/// Oracle, every time: nothing outside the destination changes; a failed restore leaves the
+/// mutated at random (seeded), and a third of the runs use well-formed tarballs of random
+/// hostile entries generated here; each is restored into a destination with sentinel trees around it.
+/// A quarter of the runs also inject a failure at a random entry (`BACKSTOP_FAULT`), so the
+/// rollback runs from random points of random archives. Oracle, every time: nothing outside the destination changes; a failed restore leaves the
 /// destination as it was; a successful one created no device, FIFO, socket or set-ID file; and
 /// no crash (a crash ends the test run, which fails it).
 ///
@@ -30,14 +32,25 @@ final class HostileArchiveFuzzTests: XCTestCase {
         var outcomes: [String: Int] = [:]
         let end = Date().addingTimeInterval(seconds)
         while Date() < end {
-            let (seedName, original) = seeds[rng.below(seeds.count)]
-            var bytes = original
-            mutate(&bytes, &rng)
+            var bytes: [UInt8], seedName: String
+            if rng.below(3) == 0 {
+                // A well-formed tarball of random hostile entries: it reaches the restore's own
+                // checks and the extraction every time.
+                (seedName, bytes) = ("generated", generate(&rng, outside: world.outside))
+            } else {
+                let (name, original) = seeds[rng.below(seeds.count)]
+                (seedName, bytes) = (name, original)
+                mutate(&bytes, &rng)
+            }
             let path = dir + "/input.tar"
             try Data(bytes).write(to: URL(fileURLWithPath: path))
             try world.reset()
             let failuresBefore = testRun?.failureCount ?? 0
+            // A quarter of the runs also fail at a random entry, so the rollback runs on
+            // random archives too.
+            if rng.below(4) == 0 { setenv("BACKSTOP_FAULT", "restore-entry:\(rng.below(10))", 1) } else { unsetenv("BACKSTOP_FAULT") }
             let result = try world.restore(path)
+            unsetenv("BACKSTOP_FAULT")
             if let error = result.failure {
                 let text = "\(error)"
                 let kind = ["refusing to restore", "was rolled back", "checksum", "ROLLBACK FAILED", "cannot restore"].first { text.contains($0) } ?? String(text.prefix(40))
@@ -134,6 +147,61 @@ final class HostileArchiveFuzzTests: XCTestCase {
             }
         }
         if rng.below(5) != 0 { fixChecksums(&bytes) }
+    }
+
+    /// A valid ustar archive of 1 to 8 random entries: names built from hostile pieces
+    /// (`..`, `.`, a leading `/`, NFC and NFD forms, invalid UTF-8, names of links made earlier),
+    /// every entry type, and link targets inside, outside and absolute.
+    private func generate(_ rng: inout XorShift, outside: String) -> [UInt8] {
+        let pieces: [[UInt8]] = [Array("a".utf8), Array("b".utf8), Array("lnk".utf8), Array("..".utf8), Array(".".utf8),
+                                 Array("keep.txt".utf8), Array("sub".utf8), Array("caf\u{E9}".utf8), Array("cafe\u{301}".utf8),
+                                 [0xFF, 0x41], Array("link-to-keep".utf8)]
+        func name() -> [UInt8] {
+            var parts: [[UInt8]] = []
+            for _ in 0..<(1 + rng.below(3)) { parts.append(pieces[rng.below(pieces.count)]) }
+            let joined = Array(parts.joined(separator: [UInt8(ascii: "/")]))
+            return rng.below(12) == 0 ? [UInt8(ascii: "/")] + joined : joined
+        }
+        func target() -> [UInt8] {
+            switch rng.below(4) {
+            case 0: return Array(outside.utf8)
+            case 1: return Array("../outside".utf8)
+            default: return name()
+            }
+        }
+        var out: [UInt8] = []
+        for _ in 0..<(1 + rng.below(8)) {
+            let types: [UInt8] = Array("0000255513467".utf8)
+            let type = types[rng.below(types.count)]
+            let data: [UInt8] = type == UInt8(ascii: "0") ? Array("data \(rng.below(100))".utf8) : []
+            let link: [UInt8] = [UInt8(ascii: "1"), UInt8(ascii: "2")].contains(type) ? target() : []
+            let modes = [0o644, 0o755, 0o4755, 0o2755, 0o600, 0o555, 0o777]
+            out += ustarHeader(name: name(), type: type, mode: modes[rng.below(modes.count)], size: data.count, link: link)
+            out += data + [UInt8](repeating: 0, count: (512 - data.count % 512) % 512)
+        }
+        return out + [UInt8](repeating: 0, count: 1024)
+    }
+
+    private func ustarHeader(name: [UInt8], type: UInt8, mode: Int, size: Int, link: [UInt8]) -> [UInt8] {
+        var h = [UInt8](repeating: 0, count: 512)
+        func put(_ bytes: [UInt8], at offset: Int, max: Int) { for (i, b) in bytes.prefix(max).enumerated() { h[offset + i] = b } }
+        func octal(_ value: Int, at offset: Int, width: Int) { put(Array(String(format: "%0\(width - 1)o", value).utf8) + [0], at: offset, max: width) }
+        put(name, at: 0, max: 100)
+        octal(mode, at: 100, width: 8)
+        octal(0, at: 108, width: 8)
+        octal(0, at: 116, width: 8)
+        octal(size, at: 124, width: 12)
+        octal(1_700_000_000, at: 136, width: 12)
+        h[156] = type
+        put(link, at: 157, max: 100)
+        put(Array("ustar".utf8) + [0], at: 257, max: 6)
+        put(Array("00".utf8), at: 263, max: 2)
+        put(Array("root".utf8), at: 265, max: 32)
+        put(Array("root".utf8), at: 297, max: 32)
+        octal(0, at: 329, width: 8)
+        octal(0, at: 337, width: 8)
+        fixChecksums(&h)
+        return h
     }
 
     private func findPaxRecord(_ bytes: [UInt8], _ rng: inout XorShift) -> Range<Int>? {
