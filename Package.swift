@@ -25,8 +25,8 @@ let package = Package(
                        providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
                        providers: [.apt(["libcurl4-openssl-dev"])]),
-        // The only C code: typed wrappers for the variadic curl_easy_setopt, and two glibc
-        // calls that need _GNU_SOURCE.
+        // The only C code: typed wrappers for the variadic curl_easy_setopt, two glibc calls
+        // that need _GNU_SOURCE, openat2 (no glibc wrapper) and a per-thread locale switch.
         .target(name: "CShims", dependencies: ["CCurl"], path: "Sources/CShims"),
 
         .target(
