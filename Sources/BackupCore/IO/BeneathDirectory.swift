@@ -226,7 +226,9 @@ public final class BeneathDirectory {
         public func linkTarget(_ leaf: [UInt8]) throws -> [UInt8] {
             var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
             let n = try withLeaf(leaf, "read link") { name in
-                buffer.withUnsafeMutableBufferPointer { readlinkat(fd, name, $0.baseAddress!.withMemoryRebound(to: CChar.self, capacity: $0.count) { $0 }, $0.count) }
+                buffer.withUnsafeMutableBufferPointer { raw in
+                    raw.withMemoryRebound(to: CChar.self) { readlinkat(fd, name, $0.baseAddress!, $0.count) }
+                }
             }
             guard n >= 0 else { throw failure("read link", leaf) }
             return Array(buffer[0..<n])
