@@ -26,7 +26,8 @@ let package = Package(
         .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
                        providers: [.apt(["libcurl4-openssl-dev"])]),
         // The only C code: typed wrappers for the variadic curl_easy_setopt, glibc calls that
-        // need _GNU_SOURCE, and fork+exec of children that die with Backstop.
+        // need _GNU_SOURCE, fork+exec of children that die with Backstop, openat2 (no glibc
+        // wrapper) and a per-thread locale switch.
         .target(name: "CShims", dependencies: ["CCurl"], path: "Sources/CShims"),
 
         .target(

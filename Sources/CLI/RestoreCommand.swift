@@ -41,6 +41,9 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
     @Option(name: .long, help: "File targets: give restored files this group.")
     var group: String?
 
+    @Flag(name: .long, help: "Archive targets: keep set-user-ID and set-group-ID bits on restored files (removed by default).")
+    var keepSetuid = false
+
     @Flag(name: .long, help: "After restoring, check the restored data against the manifest thoroughly.")
     var verify = false
 
@@ -83,7 +86,7 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
         }
         var options = RestoreOptions(destination: destination, dryRun: true, force: force, paths: path,
                                      intoDatabase: into, targetTime: targetTime, toLatest: toLatest,
-                                     owner: owner, group: group, verifyAfter: verify)
+                                     owner: owner, group: group, verifyAfter: verify, keepSetuid: keepSetuid)
         // Always show the plan first.
         let plan = try session.engine.restore(target: target, id: backup, options: options)
         if dryRun {
@@ -112,7 +115,8 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
         let base = to.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }
         func options(_ name: String, dry: Bool) -> RestoreOptions {
             // A trailing slash tells single-file targets that this is a folder to write into.
-            RestoreOptions(destination: base.map { "\($0)/\(name)/" }, dryRun: dry, force: force, owner: owner, group: group, verifyAfter: verify)
+            RestoreOptions(destination: base.map { "\($0)/\(name)/" }, dryRun: dry, force: force, owner: owner, group: group, verifyAfter: verify,
+                           keepSetuid: keepSetuid)
         }
         var plans: [RestoreReport] = []
         for name in names {

@@ -241,25 +241,27 @@ public struct ArchiveTarget: BackupTarget {
         let archivePath = context.setDirectory + "/" + artifact.path
         var destination = context.options.destination ?? record.facts["base"]?.stringValue ?? base
         if destination.count > 1 && destination.hasSuffix("/") { destination.removeLast() }
-        let prefixes = context.options.paths.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
-        func wanted(_ entry: String) -> Bool {
-            prefixes.isEmpty || prefixes.contains { entry == $0 || entry.hasPrefix($0 + "/") }
+        // Names are compared as bytes, component by component (never as Swift strings, which
+        // equate the NFC and NFD forms of a name).
+        let prefixes = try context.options.paths.map { raw -> [[UInt8]] in
+            guard let parts = BeneathDirectory.components(of: RawPath(raw)), !parts.isEmpty else {
+                throw UsageError("--path \(raw): give a relative path inside the backup, without '..'")
+            }
+            return parts
         }
+        func wanted(_ parts: [[UInt8]]) -> Bool { prefixes.isEmpty || prefixes.contains { parts.starts(with: $0) } }
 
-        // Pass 1: read the whole archive, refuse it if any entry could escape the destination.
-        var plan: [ArchiveEntryInfo] = []
+        // Pass 1: read the whole archive; refuse it if any entry could escape the destination,
+        // goes through a symlink of the archive, or is something a restore never creates.
+        var plan: [(entry: ArchiveEntryInfo, parts: [[UInt8]])] = []
+        var screening = ArchiveScreening()
         do {
             let reader = try HashingFileReader(path: archivePath)
             defer { reader.close() }
             let archive = try ArchiveReader(source: reader)
             while let e = try archive.next() {
-                guard ArchivePaths.isSafe(e.path) else {
-                    throw OperationError("refusing to restore \(artifact.path): entry '\(e.path)' would write outside \(destination)")
-                }
-                if let link = e.hardlink, !ArchivePaths.isSafe(link) {
-                    throw OperationError("refusing to restore \(artifact.path): hard link '\(e.path)' points outside (\(link))")
-                }
-                if wanted(e.path) { plan.append(e) }
+                screening.screen(e)
+                if let parts = BeneathDirectory.components(of: e.rawPath), !parts.isEmpty, wanted(parts) { plan.append((e, parts)) }
                 try archive.readData()
             }
             try reader.drain()
@@ -267,71 +269,170 @@ public struct ArchiveTarget: BackupTarget {
                 throw OperationError("\(artifact.path): checksum mismatch; not restoring")
             }
         }
+        try screening.verdict(artifact: artifact.path)
         if !prefixes.isEmpty && plan.isEmpty {
-            throw UsageError("no entry of \(artifact.path) matches --path \(prefixes.joined(separator: " "))")
+            throw UsageError("no entry of \(artifact.path) matches --path \(context.options.paths.joined(separator: " "))")
         }
-        let root = RawPath(destination)
-        let overwritten = plan.filter { !$0.isDirectory && root.appending($0.rawPath).lstat() != nil }
+
+        // Pass 2, still writing nothing: what is at each name in the destination now, looked up
+        // below it without following links. A link or a file where a folder must go, a folder
+        // where a file must go, or a special file in the way stops the restore here.
+        let existing = FileOps.exists(destination) ? try Self.openDestination(destination) : nil
+        var overwritten: [(key: RawPath, parts: [[UInt8]])] = []
+        var overwrittenKeys = Set<RawPath>()
+        var conflicts: [String] = []
+        var replaces: [Bool] = []
+        for (e, parts) in plan {
+            var st: stat?
+            do {
+                st = try existing?.status(parts[...])
+            } catch let error as BeneathError where error.reason == .symbolicLink || error.reason == .notAFolder {
+                conflicts.append("'\(e.path)': \(error.message)")
+            }
+            replaces.append(st != nil && !e.isDirectory)
+            guard let st else { continue }
+            let type = st.st_mode & S_IFMT
+            if e.isDirectory {
+                if type != S_IFDIR { conflicts.append("\(destination)/\(e.path) exists and is a \(ArchiveScreening.kind(type)), not a folder") }
+            } else if type == S_IFDIR {
+                conflicts.append("\(destination)/\(e.path) exists and is a folder")
+            } else if type != S_IFREG && type != S_IFLNK {
+                conflicts.append("\(destination)/\(e.path) exists and is a \(ArchiveScreening.kind(type)); not replacing it")
+            } else {
+                let key = ArchiveExtractor.key(parts)
+                if overwrittenKeys.insert(key).inserted { overwritten.append((key, parts)) }
+            }
+        }
+        if !conflicts.isEmpty {
+            throw OperationError("cannot restore \(artifact.path) into \(destination): \(conflicts.prefix(5).joined(separator: "; "))\(conflicts.count > 5 ? "; and \(conflicts.count - 5) more" : ""); nothing was written (move what is in the way, or restore into an empty folder with --to and copy from there)")
+        }
+        let setID = screening.setIDEntries.filter { key in
+            BeneathDirectory.components(of: key).map(wanted) ?? false
+        }
+
         var report = RestoreReport(target: name, destination: destination, dryRun: context.options.dryRun)
         report.lines.append("source: backup \(context.setID), \(artifact.path) (\(Format.bytes(artifact.bytes)))")
         report.lines.append("destination: \(destination)")
         report.lines.append("entries to write: \(plan.count) (\(overwritten.count) existing file(s) overwritten)")
         if context.options.dryRun {
-            for e in plan.prefix(50) {
-                report.lines.append("  \(root.appending(e.rawPath).lstat() != nil && !e.isDirectory ? "overwrite" : "create   ") \(e.path)")
+            for (i, (e, _)) in plan.prefix(50).enumerated() {
+                report.lines.append("  \(replaces[i] ? "overwrite" : "create   ") \(e.path)")
             }
             if plan.count > 50 { report.lines.append("  ... and \(plan.count - 50) more") }
+            if !setID.isEmpty && !context.options.keepSetuid {
+                report.lines.append("\(setID.count) file(s) have set-user-ID/set-group-ID bits; they will be restored without them (--keep-setuid keeps them): \(Self.names(setID))")
+            }
             return report
         }
 
         let started = Date()
+        let madeAncestors = Self.missingAncestors(of: destination)
         try FileOps.makeDirectory(destination)
-        // Safety copy: a tarball of every file the restore would overwrite.
+        let root = try existing ?? Self.openDestination(destination)
+        // Safety copy: a tarball of every file or link the restore will replace, read below the
+        // destination without following links.
         var safety: String?
         if !overwritten.isEmpty {
             let safetyPath = try context.safetyPath(target: name, suffix: ".tar.gz")
             let w = try HashingFileWriter(path: safetyPath)
             let a = try ArchiveWriter(sink: w, format: .tar, compression: .gzip(level: 1))
-            for e in overwritten { try a.addPath(root.appending(e.rawPath), as: e.rawPath) }
+            for (key, parts) in overwritten {
+                try a.addObject(in: try root.folder(parts.dropLast()), parts.last!, as: key)
+            }
             try a.close()
             _ = try w.finish()
             safety = safetyPath
             report.safetyCopy = safetyPath
             context.logger.info("safety copy of \(overwritten.count) file(s) that will be overwritten: \(safetyPath)")
         }
-        let created = plan.filter { root.appending($0.rawPath).lstat() == nil }.map(\.rawPath)
 
         var bytes: Int64 = 0
+        let extractor = ArchiveExtractor(root: root, restoreOwner: getuid() == 0, keepSetID: context.options.keepSetuid,
+                                         replaceable: overwrittenKeys)
         do {
             let reader = try HashingFileReader(path: archivePath)
             defer { reader.close() }
             let archive = try ArchiveReader(source: reader)
-            let extractor = ArchiveExtractor(directory: destination, restoreOwner: getuid() == 0)
             while let e = try archive.next() {
                 try Interrupts.shared.checkpoint()
-                guard wanted(e.path) else { try archive.readData(); continue }
+                guard let parts = BeneathDirectory.components(of: e.rawPath), !parts.isEmpty, wanted(parts) else {
+                    try archive.readData()
+                    continue
+                }
                 try extractor.extractCurrent(from: archive)
                 bytes += e.size
+            }
+            try reader.drain()
+            guard reader.hexDigest() == artifact.sha256 else {
+                throw OperationError("\(artifact.path) changed between the check and the extraction")
             }
             try extractor.close()
         } catch {
             context.logger.error("restore failed (\(error)); rolling back")
-            for path in created.reversed() { try? FileOps.removeTree(root.appending(path)) }
-            if let safety { try? Self.extractAll(safety, into: destination) }
-            throw OperationError("restore of \(name) failed and was rolled back: \(error)")
+            var problems = extractor.rollback()
+            if let safety {
+                do {
+                    try Fault.point("rollback")
+                    try Self.extractAll(safety, into: destination)
+                } catch {
+                    problems.append("putting back the overwritten files from the safety copy failed: \(error)")
+                }
+            }
+            if problems.isEmpty {
+                for dir in madeAncestors.reversed() { rmdir(dir) }
+                throw OperationError("restore of \(name) failed and was rolled back: \(error)")
+            }
+            let where_ = safety.map { "the overwritten files are in the safety copy \($0)" } ?? "nothing was overwritten (no safety copy)"
+            let message = "restore of \(name) failed (\(error)) and its ROLLBACK FAILED: \(problems.joined(separator: "; ")); \(destination) is NOT as it was; \(where_)"
+            context.logger.critical("\(message)")
+            throw OperationError(message)
         }
         let seconds = Date().timeIntervalSince(started)
         report.facts = ["entries": .number(Double(plan.count)), "bytes": .number(Double(bytes)), "seconds": .number(seconds)]
         report.lines.append("restored \(plan.count) entries, \(Format.bytes(bytes)) in \(Format.seconds(seconds))")
+        if !extractor.strippedSetID.isEmpty {
+            report.facts["setIDRemoved"] = .number(Double(extractor.strippedSetID.count))
+            report.lines.append("set-user-ID/set-group-ID bits removed from \(extractor.strippedSetID.count) file(s) (--keep-setuid keeps them): \(Self.names(extractor.strippedSetID))")
+        }
         if let safety { report.lines.append("safety copy: \(safety)") }
         return report
     }
 
+    /// Opens the destination folder for the restore; a symlink there is refused with the folder
+    /// it points to, to name with `--to` instead.
+    private static func openDestination(_ path: String) throws -> BeneathDirectory {
+        do {
+            return try BeneathDirectory(path)
+        } catch let error as BeneathError where error.reason == .symbolicLink {
+            let real = realpath(path, nil).map { p in defer { free(p) }; return String(cString: p) }
+            throw OperationError("the destination \(path) is a symbolic link\(real.map { " to \($0)" } ?? ""); a restore never follows links: name the real folder with --to\(real.map { " \($0)" } ?? "")")
+        }
+    }
+
+    /// The first few names, for a report line.
+    private static func names(_ keys: [RawPath]) -> String {
+        keys.prefix(5).map(\.display).joined(separator: ", ") + (keys.count > 5 ? ", ... and \(keys.count - 5) more" : "")
+    }
+
+    /// The folders of `path` (itself included) that do not exist yet, outermost first: what
+    /// creating the destination would add, and a rollback removes again (when still empty).
+    private static func missingAncestors(of path: String) -> [String] {
+        var missing: [String] = []
+        var current = path
+        while current.count > 1 && !FileOps.exists(current) {
+            missing.insert(current, at: 0)
+            current = (current as NSString).deletingLastPathComponent
+        }
+        return missing
+    }
+
+    /// Extracts a whole tarball Backstop wrote (a safety copy) into `directory` with the same
+    /// safe extractor, keeping set-ID bits and, as root, owners.
     static func extractAll(_ tarball: String, into directory: String) throws {
         let reader = try HashingFileReader(path: tarball)
         defer { reader.close() }
         let archive = try ArchiveReader(source: reader)
-        let extractor = ArchiveExtractor(directory: directory)
+        let extractor = ArchiveExtractor(directory: directory, restoreOwner: getuid() == 0, keepSetID: true)
         while try archive.next() != nil { try extractor.extractCurrent(from: archive) }
         try extractor.close()
     }

@@ -18,7 +18,9 @@ import Foundation
 /// `restore` (the restore lock taken), `restore-rsync-entry` (each entry rsync reports during a
 /// restore, written or deleted: `@N` fails it mid-way, rsync is stopped), `restore-rsync`, `restore-sqlite`,
 /// `restore-pg-dump`, `restore-pg-basebackup` (a restore has changed the destination),
-/// `rollback` (a rollback starts), `prune` and `remove` (the lock held, after deleting).
+/// `restore-entry` (an archive or MinIO restore, before each entry and once more after the last:
+/// `restore-entry@N` fails before the Nth entry), `rollback` (a rollback starts), `prune` and
+/// `remove` (the lock held, after deleting).
 public enum Fault {
     private static let state = FaultState()
 
@@ -57,15 +59,18 @@ public struct InjectedFault: UserFacingError {
     public var exitStatus: ExitStatus { .failure }
 }
 
-/// The parsed `BACKSTOP_FAULT` and how often each step has been reached.
+/// The parsed `BACKSTOP_FAULT` and how often each step has been reached. The variable is read
+/// (with getenv, cheap enough for a step reached once per archive entry) at every step, and a
+/// changed value starts the counts afresh, so in-process tests can set it between operations.
 private final class FaultState: @unchecked Sendable {
     private let lock = NSLock()
-    private let rules: [String: (action: String, nth: Int)]
+    private var raw = ""
+    private var rules: [String: (action: String, nth: Int)] = [:]
     private var hits: [String: Int] = [:]
 
-    init() {
+    private static func parse(_ raw: String) -> [String: (action: String, nth: Int)] {
         var rules: [String: (String, Int)] = [:]
-        for item in (ProcessInfo.processInfo.environment["BACKSTOP_FAULT"] ?? "").split(separator: ",") {
+        for item in raw.split(separator: ",") {
             var spec = item.trimmingCharacters(in: .whitespaces)
             var nth = 1
             if let at = spec.lastIndex(of: "@"), let n = Int(spec[spec.index(after: at)...]), n > 0 {
@@ -79,13 +84,20 @@ private final class FaultState: @unchecked Sendable {
             }
             if !spec.isEmpty { rules[spec] = (action, nth) }
         }
-        self.rules = rules
+        return rules
     }
 
     /// The action to take at this visit of `name`, if any.
     func hit(_ name: String) -> String? {
-        guard let rule = rules[name] else { return nil }
+        guard let value = getenv("BACKSTOP_FAULT") else { return nil }
+        let current = String(cString: value)
         lock.lock(); defer { lock.unlock() }
+        if current != raw {
+            raw = current
+            rules = Self.parse(current)
+            hits = [:]
+        }
+        guard let rule = rules[name] else { return nil }
         hits[name, default: 0] += 1
         return hits[name] == rule.nth ? rule.action : nil
     }

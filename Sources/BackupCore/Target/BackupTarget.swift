@@ -339,11 +339,14 @@ public struct RestoreOptions: Sendable {
     public var group: String?
     /// Check restored data against the manifest thoroughly (e.g. re-hash every file).
     public var verifyAfter: Bool
+    /// Archive targets: keep set-user-ID and set-group-ID bits of restored files (removed by
+    /// default).
+    public var keepSetuid: Bool
 
     /// Creates restore options.
     public init(destination: String? = nil, dryRun: Bool = false, force: Bool = false, paths: [String] = [],
                 intoDatabase: String? = nil, targetTime: Date? = nil, toLatest: Bool = false,
-                owner: String? = nil, group: String? = nil, verifyAfter: Bool = false) {
+                owner: String? = nil, group: String? = nil, verifyAfter: Bool = false, keepSetuid: Bool = false) {
         self.destination = destination
         self.dryRun = dryRun
         self.force = force
@@ -354,6 +357,7 @@ public struct RestoreOptions: Sendable {
         self.owner = owner
         self.group = group
         self.verifyAfter = verifyAfter
+        self.keepSetuid = keepSetuid
     }
 }
 

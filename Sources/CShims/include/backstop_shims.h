@@ -21,6 +21,17 @@ pid_t backstop_spawn_child(const char *path, char *const argv[], char *const env
 /* Waits for a child of backstop_spawn_child, dismisses its watchdog, and reaps it. */
 int backstop_wait_child(pid_t pid, pid_t watchdog, int guard_fd, int *status);
 
+/* openat2(2) has no glibc wrapper: opens `path` below `dirfd` with RESOLVE_BENEATH |
+   RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS. Returns a descriptor, or -1 with errno (ENOSYS
+   where the kernel lacks openat2). */
+int backstop_openat2_beneath(int dirfd, const char *path, int flags);
+
+/* Switches the calling thread's character set (uselocale) to the C locale's (utf8 = 0) or to
+   C.UTF-8 (utf8 = 1) and returns the previous thread locale for backstop_restore_locale; NULL if
+   that failed. libarchive converts names through it: see Targets/Native/LibArchive.swift. */
+void *backstop_use_ctype(int utf8);
+void backstop_restore_locale(void *previous);
+
 /* curl_easy_setopt is variadic and cannot be called from Swift.
    These typed wrappers are the only C code Backstop carries for libcurl. */
 typedef size_t (*backstop_curl_data_cb)(char *ptr, size_t size, size_t nmemb, void *userdata);

@@ -1,5 +1,6 @@
 import BackupCore
 import CArchive
+import CShims
 import Foundation
 
 // The thin layer over libarchive. Every libarchive call and unsafe pointer in Backstop is in
@@ -53,11 +54,23 @@ private func check(_ a: OpaquePointer?, _ rc: Int32, _ what: String) throws {
     throw ArchiveError(message: "\(what): \(msg)")
 }
 
-private let localeOnce: Void = {
-    // libarchive converts names through the C library's multibyte locale; use UTF-8 so names
-    // survive and non-UTF-8 bytes are kept as they are.
-    setlocale(LC_CTYPE, "C.UTF-8")
-}()
+/// Runs `body` with the calling thread's character set switched, whatever the process locale.
+///
+/// Reading (`utf8: false`, the C locale): libarchive converts UTF-8 pax names into the locale's
+/// character set and, when it does, normalises them to Unicode NFC (archive_string.c,
+/// SCONV_NORMALIZATION_C), so `cafe\u{301}` and `café` would come out as one name. Under the C
+/// locale that conversion fails for every non-ASCII name and libarchive keeps the name's
+/// original bytes instead (reporting ARCHIVE_WARN, which is expected): names come out byte for
+/// byte as stored.
+///
+/// Writing (`utf8: true`, C.UTF-8): a valid UTF-8 name is written as a standard UTF-8 pax name,
+/// unchanged (libarchive only normalises when reading on Linux), and any other name fails the
+/// conversion, so libarchive writes that entry's names as bytes with `hdrcharset=BINARY`.
+private func withCharacterSet<T>(utf8: Bool, _ body: () throws -> T) rethrows -> T {
+    let previous = backstop_use_ctype(utf8 ? 1 : 0)
+    defer { backstop_restore_locale(previous) }
+    return try body()
+}
 
 /// The libarchive version string, e.g. `libarchive 3.6.2 zlib/1.2.13 ...`.
 public var libarchiveVersion: String { String(cString: archive_version_details()) }
@@ -77,7 +90,6 @@ public final class ArchiveWriter {
 
     /// Opens a writer over `sink`.
     public init(sink: HashingFileWriter, format: Format, compression: Compression) throws {
-        _ = localeOnce
         self.sink = sink
         archive = archive_write_new()
         disk = archive_read_disk_new()
@@ -146,7 +158,7 @@ public final class ArchiveWriter {
         path.withCString { archive_entry_copy_sourcepath(entry, $0) }
         try check(disk, archive_read_disk_entry_from_file(disk, entry, fd, &st), "read metadata of \(path.display)")
         name.withCString { archive_entry_copy_pathname(entry, $0) }
-        try rethrowing(archive_write_header(archive, entry), "add \(path.display)")
+        try rethrowing(withCharacterSet(utf8: true) { archive_write_header(archive, entry) }, "add \(path.display)")
         guard isRegular else { return 0 }
         var total: Int64 = 0
         while true {
@@ -164,6 +176,45 @@ public final class ArchiveWriter {
         return total
     }
 
+    /// Adds the regular file or symlink `leaf` of `folder` (opened below a restore's destination,
+    /// never following a link) as byte-exact `name`, with its mode, owner and times: the safety
+    /// copy of what a restore will overwrite. Other kinds of file are refused.
+    @discardableResult
+    public func addObject(in folder: BeneathDirectory.Folder, _ leaf: [UInt8], as name: RawPath) throws -> Int64 {
+        guard var st = try folder.status(leaf) else { throw SystemError("stat", name.display, code: ENOENT) }
+        let entry = archive_entry_new()
+        defer { archive_entry_free(entry) }
+        name.withCString { archive_entry_copy_pathname(entry, $0) }
+        var fd: Int32 = -1
+        defer { if fd >= 0 { Glibc.close(fd) } }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG:
+            fd = try folder.openForReading(leaf)
+            guard fstat(fd, &st) == 0 else { throw SystemError("stat", name.display) }
+            archive_entry_copy_stat(entry, &st)
+        case S_IFLNK:
+            archive_entry_copy_stat(entry, &st)
+            RawPath(bytes: try folder.linkTarget(leaf)).withCString { archive_entry_copy_symlink(entry, $0) }
+        default:
+            throw OperationError("\(name.display) is neither a file nor a symbolic link; not copying it")
+        }
+        try rethrowing(withCharacterSet(utf8: true) { archive_write_header(archive, entry) }, "add \(name.display)")
+        guard fd >= 0 else { return 0 }
+        var total: Int64 = 0
+        while true {
+            let n = read(fd, buffer, 1 << 20)
+            if n < 0 { if errno == EINTR { continue }; throw SystemError("read", name.display) }
+            if n == 0 { break }
+            let w = archive_write_data(archive, buffer, n)
+            if w < 0 { try rethrowing(Int32(w), "write \(name.display)") }
+            total += Int64(n)
+        }
+        if total != Int64(st.st_size) {
+            throw ArchiveError(message: "\(name.display) changed size while it was read (\(st.st_size) -> \(total) bytes)")
+        }
+        return total
+    }
+
     /// Adds one regular entry named `name` whose bytes come from `produce` (raw format: the name
     /// is ignored). `produce` is called with a write function until it returns.
     public func addStream(name: String, size: Int64?, mode: mode_t = 0o600,
@@ -175,7 +226,7 @@ public final class ArchiveWriter {
         archive_entry_set_perm(entry, mode)
         if let size { archive_entry_set_size(entry, size) }
         archive_entry_set_mtime(entry, time(nil), 0)
-        try rethrowing(archive_write_header(archive, entry), "add \(name)")
+        try rethrowing(withCharacterSet(utf8: true) { archive_write_header(archive, entry) }, "add \(name)")
         try produce { chunk in
             guard chunk.count > 0 else { return }
             let w = archive_write_data(archive, chunk.baseAddress, chunk.count)
@@ -191,27 +242,56 @@ public final class ArchiveWriter {
     }
 }
 
-/// One entry read from an archive.
+/// One entry read from an archive. Names are kept as the archive's bytes.
 public struct ArchiveEntryInfo: Sendable {
     /// The stored path name, byte-exact.
     public let rawPath: RawPath
-    /// The stored path name for display and matching (invalid UTF-8 shown as `\xNN`).
+    /// The stored path name for display and messages (invalid UTF-8 shown as `\xNN`); compare
+    /// names with `rawPath`, never with this (Swift strings equate NFC and NFD forms).
     public var path: String { rawPath.display }
-    /// The stored symlink target, for symlinks.
-    public let symlink: String?
-    /// The stored hard-link target, for hard links.
-    public let hardlink: String?
+    /// The stored symlink target, byte-exact, for symlinks.
+    public let rawSymlink: RawPath?
+    /// The stored hard-link target, byte-exact, for hard links.
+    public let rawHardlink: RawPath?
+    /// The symlink target for display.
+    public var symlink: String? { rawSymlink?.display }
+    /// The hard-link target for display.
+    public var hardlink: String? { rawHardlink?.display }
     /// Size of the content.
     public let size: Int64
     /// File type bits (S_IFREG, S_IFDIR, ...).
     public let type: mode_t
-    /// Permission bits.
+    /// Permission bits, with the set-user-ID, set-group-ID and sticky bits.
     public let mode: mode_t
-    /// Modification time.
+    /// Modification time (seconds).
     public let mtime: Int
+    /// Nanoseconds of the modification time.
+    public let mtimeNanoseconds: Int
+    /// Numeric owner and group.
+    public let uid: uid_t, gid: gid_t
+    /// Owner and group names, when stored.
+    public let userName: String?, groupName: String?
 
     /// True for directories.
     public var isDirectory: Bool { type == S_IFDIR }
+
+    /// An entry description (for tests and callers that build entries themselves).
+    public init(rawPath: RawPath, rawSymlink: RawPath? = nil, rawHardlink: RawPath? = nil, size: Int64 = 0,
+                type: mode_t = S_IFREG, mode: mode_t = 0o644, mtime: Int = 0, mtimeNanoseconds: Int = 0,
+                uid: uid_t = 0, gid: gid_t = 0, userName: String? = nil, groupName: String? = nil) {
+        self.rawPath = rawPath
+        self.rawSymlink = rawSymlink
+        self.rawHardlink = rawHardlink
+        self.size = size
+        self.type = type
+        self.mode = mode
+        self.mtime = mtime
+        self.mtimeNanoseconds = mtimeNanoseconds
+        self.uid = uid
+        self.gid = gid
+        self.userName = userName
+        self.groupName = groupName
+    }
 }
 
 /// Reads an archive (any format and compression libarchive knows, or raw compressed data)
@@ -224,7 +304,6 @@ public final class ArchiveReader {
 
     /// Opens `source`. `raw` treats the data as one compressed stream rather than an archive.
     public init(source: HashingFileReader, raw: Bool = false) throws {
-        _ = localeOnce
         self.source = source
         archive = archive_read_new()
         archive_read_support_filter_all(archive)
@@ -255,31 +334,35 @@ public final class ArchiveReader {
         try check(archive, rc, what)
     }
 
-    /// The raw pointer of the current entry, for the extractor in this file.
-    fileprivate var currentEntry: OpaquePointer? { current }
-    fileprivate var handle: OpaquePointer { archive }
+    /// The entry `next()` returned last.
+    public private(set) var currentInfo: ArchiveEntryInfo?
 
-    /// Moves to the next entry; nil at the end.
+    /// Moves to the next entry; nil at the end. Names come out byte for byte as stored.
     public func next() throws -> ArchiveEntryInfo? {
         var entry: OpaquePointer?
-        let rc = archive_read_next_header(archive, &entry)
-        if rc == ARCHIVE_EOF { current = nil; return nil }
+        let rc = withCharacterSet(utf8: false) { archive_read_next_header(archive, &entry) }
+        if rc == ARCHIVE_EOF { current = nil; currentInfo = nil; return nil }
         try rethrowing(rc, "read \(source.path)")
         current = entry
-        let name = archive_entry_pathname(entry)
-        let raw = name.map { RawPath(bytes: Array(UnsafeRawBufferPointer(start: $0, count: strlen($0)))) } ?? RawPath("(unnamed)")
-        return ArchiveEntryInfo(rawPath: raw,
-                                symlink: Self.string(archive_entry_symlink(entry)),
-                                hardlink: Self.string(archive_entry_hardlink(entry)),
-                                size: archive_entry_size(entry),
-                                type: mode_t(archive_entry_filetype(entry)),
-                                mode: mode_t(archive_entry_perm(entry)),
-                                mtime: Int(archive_entry_mtime(entry)))
+        let info = ArchiveEntryInfo(rawPath: Self.raw(archive_entry_pathname(entry)) ?? RawPath(""),
+                                    rawSymlink: Self.raw(archive_entry_symlink(entry)),
+                                    rawHardlink: Self.raw(archive_entry_hardlink(entry)),
+                                    size: archive_entry_size(entry),
+                                    type: mode_t(archive_entry_filetype(entry)),
+                                    mode: mode_t(archive_entry_perm(entry)),
+                                    mtime: Int(archive_entry_mtime(entry)),
+                                    mtimeNanoseconds: Int(archive_entry_mtime_nsec(entry)),
+                                    uid: uid_t(truncatingIfNeeded: archive_entry_uid(entry)),
+                                    gid: gid_t(truncatingIfNeeded: archive_entry_gid(entry)),
+                                    userName: Self.raw(archive_entry_uname(entry)).map(\.display),
+                                    groupName: Self.raw(archive_entry_gname(entry)).map(\.display))
+        currentInfo = info
+        return info
     }
 
-    private static func string(_ p: UnsafePointer<CChar>?) -> String? {
+    private static func raw(_ p: UnsafePointer<CChar>?) -> RawPath? {
         guard let p else { return nil }
-        return String(decoding: UnsafeRawBufferPointer(start: p, count: strlen(p)), as: UTF8.self)
+        return RawPath(bytes: Array(UnsafeRawBufferPointer(start: p, count: strlen(p))))
     }
 
     /// Reads the current entry's content, handing it out in chunks; returns the byte count.
@@ -298,6 +381,23 @@ public final class ArchiveReader {
         }
     }
 
+    /// Reads the current entry's content as blocks at their offsets in the file (a sparse entry
+    /// has gaps between them); returns the end of the last block.
+    @discardableResult
+    public func readBlocks(_ body: (UnsafeRawBufferPointer, Int64) throws -> Void) throws -> Int64 {
+        var end: Int64 = 0
+        var block: UnsafeRawPointer?
+        var size = 0
+        var offset: la_int64_t = 0
+        while true {
+            let rc = archive_read_data_block(archive, &block, &size, &offset)
+            if rc == ARCHIVE_EOF { return end }
+            try rethrowing(rc, "read data of \(source.path)")
+            if size > 0 { try body(UnsafeRawBufferPointer(start: block, count: size), Int64(offset)) }
+            end = max(end, Int64(offset) + Int64(size))
+        }
+    }
+
     /// Reads every entry and its content to the end: the full read-through that verify does.
     /// Returns the number of entries and content bytes.
     public func readThrough() throws -> (entries: Int, bytes: Int64) {
@@ -311,65 +411,13 @@ public final class ArchiveReader {
     }
 }
 
-/// Extracts entries from an `ArchiveReader` into a directory with libarchive's secure flags:
-/// no `..` components, no absolute paths, no writing through symlinks.
-public final class ArchiveExtractor {
-    private let disk: OpaquePointer
-    private let directory: String
-
-    /// Prepares extraction into `directory` (which must exist). Modes and times are restored;
-    /// ownership too when running as root and `restoreOwner` is set.
-    public init(directory: String, restoreOwner: Bool = false) {
-        _ = localeOnce
-        self.directory = directory
-        disk = archive_write_disk_new()
-        var flags = ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS
-            | ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_UNLINK
-        if restoreOwner { flags |= ARCHIVE_EXTRACT_OWNER }
-        archive_write_disk_set_options(disk, flags)
-        archive_write_disk_set_standard_lookup(disk)
-    }
-
-    deinit { archive_write_free(disk) }
-
-    /// Writes the reader's current entry below the directory. The entry's name must already be
-    /// checked with `ArchivePaths.isSafe`; libarchive's flags are a second line of defence.
-    public func extractCurrent(from reader: ArchiveReader) throws {
-        guard let entry = reader.currentEntry else { throw ArchiveError(message: "no current entry") }
-        let name = String(cString: archive_entry_pathname(entry))
-        let cwd = FileManager.default.currentDirectoryPath
-        guard chdir(directory) == 0 else { throw SystemError("chdir", directory) }
-        defer { _ = chdir(cwd) }
-        try check(disk, archive_write_header(disk, entry), "extract \(name)")
-        if archive_entry_size(entry) > 0 {
-            var block: UnsafeRawPointer?
-            var size = 0
-            var offset: la_int64_t = 0
-            while true {
-                let rc = archive_read_data_block(reader.handle, &block, &size, &offset)
-                if rc == ARCHIVE_EOF { break }
-                try check(reader.handle, rc, "read \(name)")
-                let w = archive_write_data_block(disk, block, size, offset)
-                if w < 0 { try check(disk, Int32(w), "write \(name)") }
-            }
-        }
-        try check(disk, archive_write_finish_entry(disk), "finish \(name)")
-    }
-
-    /// Applies deferred directory modes and times.
-    public func close() throws {
-        let cwd = FileManager.default.currentDirectoryPath
-        guard chdir(directory) == 0 else { throw SystemError("chdir", directory) }
-        defer { _ = chdir(cwd) }
-        try check(disk, archive_write_close(disk), "finish extraction")
-    }
-}
-
 /// Path rules for archive entries.
 public enum ArchivePaths {
     /// True if `name` is relative and has no `..` component: it cannot escape the target.
-    public static func isSafe(_ name: String) -> Bool {
-        if name.hasPrefix("/") || name.isEmpty { return false }
-        return !name.split(separator: "/").contains("..")
+    public static func isSafe(_ name: String) -> Bool { isSafe(RawPath(name)) }
+
+    /// True if the byte-exact `name` is relative, not empty and has no `..` component.
+    public static func isSafe(_ name: RawPath) -> Bool {
+        !name.bytes.isEmpty && BeneathDirectory.components(of: name) != nil
     }
 }
