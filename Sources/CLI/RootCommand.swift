@@ -18,6 +18,7 @@ public struct RootCommand<F: Frontend>: ParsableCommand {
             subcommands: [
                 BackupCommand<F>.self, ListCommand<F>.self, VerifyCommand<F>.self, RestoreCommand<F>.self,
                 RemoveCommand<F>.self, PruneCommand<F>.self, StatsCommand<F>.self, CheckCommand<F>.self,
+                KeygenCommand<F>.self,
             ]
         )
     }
