@@ -557,10 +557,10 @@ public struct PgDumpTarget: BackupTarget {
         let fmt = Self.format(of: db.artifact)
         let env = server.childEnvironment
         switch fmt {
-        case .custom:
+        case .custom where !path.hasSuffix(ArtifactEncryption.suffix):
             try restoreDumpFile(path, into: targetName, tool: tools.pgRestore)
-        case .customZstd where jobs > 1:
-            // pg_restore -j needs a seekable file: decompress into a private temporary file first.
+        case .customZstd where jobs > 1, .custom:
+            // pg_restore -j needs a seekable file: decompress (or decrypt) into a private temporary file first.
             try FileOps.makeDirectory(scratch)
             let tmp = "\(scratch)/.\(Self.fileSafe(targetName))-\(getpid()).dump"
             unlink(tmp)

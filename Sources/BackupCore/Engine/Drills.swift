@@ -21,6 +21,7 @@ extension BackupEngine {
                 if !only.isEmpty { throw OperationError("no good backup of target '\(target.name)' to drill") }
                 continue
             }
+            try ArtifactEncryption.shared.requireIdentity(for: record, setID: set.id)
             var tagged = logger
             tagged[metadataKey: "target"] = "\(target.name)"
             let context = VerifyContext(setDirectory: set.directory, deep: false, logger: tagged, showProgress: showProgress)
