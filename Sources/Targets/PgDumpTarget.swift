@@ -200,7 +200,7 @@ public struct PgDumpTarget: BackupTarget {
             tables[db] = .object(counts.mapValues { .number(Double($0)) })
             var entry = meta
             entry["name"] = .string(db)
-            entry["artifact"] = .string(artifactName)
+            entry["artifact"] = .string(context.storedName(artifactName))
             entry["rows"] = .number(Double(counts.values.reduce(0, +)))
             dbFacts.append(.object(entry))
             context.logger.info("dumped \(db): \(counts.count) tables, \(counts.values.reduce(0, +)) rows\(exactRowCounts ? "" : " (estimated)"), \(Format.bytes(bytes))")

@@ -185,3 +185,67 @@ final class EncryptionCLITests: XCTestCase {
         XCTAssertEqual(keyed.status, 0, keyed.stdout)
     }
 }
+
+/// pg_dump targets with encryption on, in each dump format: backup, verify with and without
+/// the key, restore into the live database, and the restore drill.
+final class EncryptedPostgresCLITests: XCTestCase {
+    var pg: PostgresCluster!
+    var dir = ""
+    var db = ""
+
+    override func setUpWithError() throws {
+        pg = try PostgresCluster.shared()
+        dir = try TestSupport.scratch("encpg")
+        db = "enc_\(UInt32.random(in: 0...UInt32.max))"
+        try pg.createDatabase(db)
+        try pg.psql("CREATE TABLE notes (id serial PRIMARY KEY, body text); INSERT INTO notes (body) SELECT md5(g::text) FROM generate_series(1, 500) g", database: db)
+    }
+
+    override func tearDown() {
+        try? pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)")
+        try? FileOps.removeTree(dir)
+    }
+
+    func testEveryDumpFormatEncryptedBackupVerifyRestoreDrill() throws {
+        let identity = AgeIdentity.generate()
+        let key = dir + "/key.txt"
+        try TestSupport.write(identity.keyFileText(), to: key, mode: 0o600)
+        for format in ["custom", "custom-zstd", "sql-gzip"] {
+            let config = dir + "/\(format).env"
+            try TestSupport.write("""
+            BACKUP_DIR=backups-\(format)
+            TARGETS=db
+            TARGET_DB_KIND=pg_dump
+            TARGET_DB_HOST=127.0.0.1
+            TARGET_DB_PORT=\(pg.port)
+            TARGET_DB_USER=postgres
+            TARGET_DB_PASSWORD=\(PostgresCluster.password)
+            TARGET_DB_DATABASE=\(db)
+            TARGET_DB_FORMAT=\(format)
+            ENCRYPT_TO=\(identity.recipient)
+            """, to: config, mode: 0o600)
+            func backstop(_ args: [String], key: Bool) throws -> TestSupport.Run {
+                try TestSupport.run("backstop", args + ["--config", config], environment: key ? ["DECRYPT_IDENTITY_FILE": dir + "/key.txt"] : [:])
+            }
+            let backup = try backstop(["backup"], key: false)
+            XCTAssertEqual(backup.status, 0, "\(format): \(backup.stderr)")
+            let manifest = try FileManager.default.subpathsOfDirectory(atPath: dir + "/backups-\(format)/daily").filter { $0.hasSuffix(".age") }
+            XCTAssertEqual(manifest.count, 1, "\(format): \(manifest)")
+            let unkeyed = try backstop(["verify"], key: false)
+            XCTAssertEqual(unkeyed.status, 0, unkeyed.stdout)
+            XCTAssertTrue(unkeyed.stdout.contains("content checks skipped"), unkeyed.stdout)
+            let keyed = try backstop(["verify"], key: true)
+            XCTAssertEqual(keyed.status, 0, keyed.stdout + keyed.stderr)
+            try pg.psql("DELETE FROM notes WHERE id > 100", database: db)
+            let restore = try backstop(["restore", "db", "--yes"], key: true)
+            XCTAssertEqual(restore.status, 0, "\(format): \(restore.stderr)")
+            XCTAssertEqual(try pg.psql("SELECT count(*) FROM notes", database: db), "500", format)
+            let drill = try backstop(["verify", "--restore-test"], key: true)
+            XCTAssertEqual(drill.status, 0, "\(format): \(drill.stdout) \(drill.stderr)")
+            XCTAssertTrue(drill.stdout.hasPrefix("PASS"), drill.stdout)
+            let noKeyDrill = try backstop(["verify", "--restore-test"], key: false)
+            XCTAssertEqual(noKeyDrill.status, 2, noKeyDrill.stdout)
+            XCTAssertTrue(noKeyDrill.stderr.contains("DECRYPT_IDENTITY_FILE"), noKeyDrill.stderr)
+        }
+    }
+}
