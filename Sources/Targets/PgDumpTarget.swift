@@ -192,7 +192,8 @@ public struct PgDumpTarget: BackupTarget {
             guard bytes >= minimumBytes else {
                 throw OperationError("dump of \(db) is only \(bytes) bytes (less than MIN_BYTES=\(minimumBytes)); not keeping it")
             }
-            if let previous = context.previous?.record.artifacts.first(where: { ($0.path as NSString).lastPathComponent == artifactName }),
+            if let previous = context.previous?.record.artifacts.first(where: {
+                [artifactName, artifactName + ArtifactEncryption.suffix].contains(($0.path as NSString).lastPathComponent) }),
                Double(bytes) < Double(previous.bytes) * (1 - shrinkWarning) {
                 output.warnings.append("dump of \(db) shrank from \(Format.bytes(previous.bytes)) to \(Format.bytes(bytes)) since the previous backup (more than \(Int(shrinkWarning * 100))%)")
             }
