@@ -13,7 +13,9 @@ public final class AgeEncryptingWriter {
 
     private let sink: Sink
     private let payloadKey: SymmetricKey
-    private var pending: [UInt8] = []
+    /// Plaintext of the chunk being filled.
+    private let pending = UnsafeMutableRawBufferPointer.allocate(byteCount: AgeFormat.chunkSize, alignment: 16)
+    private var pendingCount = 0
     private var counter: UInt64 = 0
     private var finished = false
 
@@ -35,18 +37,20 @@ public final class AgeEncryptingWriter {
         header += Array((" " + AgeFormat.base64(Array(mac)) + "\n").utf8)
         header += nonce
         payloadKey = AgeFormat.hkdf(fileKey, salt: nonce, info: "payload")
-        pending.reserveCapacity(AgeFormat.chunkSize)
         try header.withUnsafeBytes { try sink($0) }
     }
+
+    deinit { pending.deallocate() }
 
     /// Encrypts and passes on `buffer`.
     public func write(_ buffer: UnsafeRawBufferPointer) throws {
         guard !finished else { throw OperationError("internal: age stream written after finish") }
         var offset = 0
         while offset < buffer.count {
-            if pending.count == AgeFormat.chunkSize { try emit(last: false) }
-            let take = min(AgeFormat.chunkSize - pending.count, buffer.count - offset)
-            pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[offset..<offset + take]))
+            if pendingCount == AgeFormat.chunkSize { try emit(last: false) }
+            let take = min(AgeFormat.chunkSize - pendingCount, buffer.count - offset)
+            (pending.baseAddress! + pendingCount).copyMemory(from: buffer.baseAddress! + offset, byteCount: take)
+            pendingCount += take
             offset += take
         }
     }
@@ -64,10 +68,11 @@ public final class AgeEncryptingWriter {
     }
 
     private func emit(last: Bool) throws {
-        let box = try ChaChaPoly.seal(pending, using: payloadKey, nonce: AgeFormat.streamNonce(counter: counter, last: last))
+        let plaintext = UnsafeRawBufferPointer(rebasing: pending[0..<pendingCount])
+        let box = try ChaChaPoly.seal(plaintext, using: payloadKey, nonce: AgeFormat.streamNonce(counter: counter, last: last))
         let sealed = box.combined.dropFirst(12)
         try sealed.withUnsafeBytes { try sink($0) }
-        pending.removeAll(keepingCapacity: true)
+        pendingCount = 0
         counter += 1
     }
 }
