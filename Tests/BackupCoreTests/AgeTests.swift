@@ -240,6 +240,38 @@ final class AgeTests: XCTestCase {
         }
     }
 
+    /// The hashing reader decrypts a `.age` artifact only when it is an age file: a plain file
+    /// that merely has the name is read as it is, and without an identity an age file is
+    /// refused with one line naming the key to set.
+    func testHashingReaderDecryptsOnlyAgeFiles() throws {
+        defer { ArtifactEncryption.shared.set(recipients: [], identities: nil) }
+        ArtifactEncryption.shared.set(recipients: [], identities: nil)
+        try TestSupport.write("just text\n", to: dir + "/notes.age")
+        let plain = try HashingFileReader(path: dir + "/notes.age")
+        XCTAssertFalse(plain.isDecrypting)
+        XCTAssertEqual(try plain.read(), 10)
+
+        let identity = AgeIdentity.generate()
+        let payload = try random(200_000)
+        let file = try write(try encrypt(payload, to: [identity.recipient]), "x.tar.age")
+        XCTAssertThrowsError(try HashingFileReader(path: file)) { error in
+            XCTAssertTrue("\(error)".contains("DECRYPT_IDENTITY_FILE"), "\(error)")
+        }
+        ArtifactEncryption.shared.set(recipients: [], identities: [identity])
+        let reader = try HashingFileReader(path: file, bufferSize: 5000)
+        XCTAssertTrue(reader.isDecrypting)
+        var out = Data()
+        while true {
+            let n = try reader.read()
+            if n == 0 { break }
+            out.append(UnsafeRawBufferPointer(rebasing: reader.buffer[0..<n]).bindMemory(to: UInt8.self))
+        }
+        XCTAssertEqual(out, payload, "plaintext handed out in buffer-sized pieces")
+        try reader.drain()
+        XCTAssertEqual(reader.bytesRead, Int64(try TestSupport.read(file).count), "the hash covers the stored file")
+        XCTAssertEqual(reader.hexDigest(), try sha256OfFile(file).hex)
+    }
+
     // MARK: the official test kit
 
     func testOfficialTestVectors() throws {

@@ -202,7 +202,7 @@ final class EncryptedPostgresCLITests: XCTestCase {
     }
 
     override func tearDown() {
-        try? pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)")
+        _ = try? pg.psql("DROP DATABASE IF EXISTS \"\(db)\" WITH (FORCE)")
         try? FileOps.removeTree(dir)
     }
 

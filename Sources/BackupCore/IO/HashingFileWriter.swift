@@ -93,15 +93,16 @@ public final class HashingFileReader {
     private var plain = Data()
     private var plainOffset = 0
 
-    /// Opens `path` for reading. With `decrypt` (the default), a `.age` file is decrypted:
-    /// this reads and checks its header, and fails with one line when no identity opens it.
+    /// Opens `path` for reading. With `decrypt` (the default), a `.age` file that begins with
+    /// the age header is decrypted: this reads and checks its header, and fails with one line
+    /// when no identity opens it.
     public init(path: String, bufferSize: Int = 1 << 20, progress: Progress? = nil, decrypt: Bool = true) throws {
         self.path = path
         self.progress = progress
         fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SystemError("open", path) }
         buffer = .allocate(byteCount: bufferSize, alignment: 16)
-        if decrypt && path.hasSuffix(ArtifactEncryption.suffix) {
+        if decrypt && path.hasSuffix(ArtifactEncryption.suffix) && Self.startsWithAgeHeader(fd) {
             let identities = try ArtifactEncryption.shared.identities(forReading: path)
             do {
                 age = try AgeDecryptingReader(identities: identities) { [unowned self] in try self.readStored(into: $0) }
@@ -109,6 +110,14 @@ public final class HashingFileReader {
                 throw OperationError("\((path as NSString).lastPathComponent): \(error.message)")
             }
         }
+    }
+
+    /// Whether the open file begins with the age v1 version line (read without moving the
+    /// offset), so a plain file that merely has a `.age` name is read as it is.
+    private static func startsWithAgeHeader(_ fd: Int32) -> Bool {
+        let magic = Array((AgeFormat.versionLine + "\n").utf8)
+        var start = [UInt8](repeating: 0, count: magic.count)
+        return pread(fd, &start, magic.count, 0) == magic.count && start == magic
     }
 
     /// Whether `read()` hands out decrypted bytes.
