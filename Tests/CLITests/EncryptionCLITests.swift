@@ -170,6 +170,16 @@ final class EncryptionCLITests: XCTestCase {
         XCTAssertEqual(String(decoding: try TestSupport.read(out + "/app.py"), as: UTF8.self), "keep me\n")
     }
 
+    func testCheckReportsEncryption() throws {
+        let check = try backstop(["check"], env: ["DECRYPT_IDENTITY_FILE": key])
+        XCTAssertEqual(check.status, 0, check.stdout + check.stderr)
+        XCTAssertTrue(check.stdout.contains("encrypted (age) to 2 recipient(s): \(recipient)"), check.stdout)
+        try TestSupport.write(AgeIdentity.generate().keyFileText(), to: dir + "/stranger.txt", mode: 0o600)
+        let stranger = try backstop(["check"], env: ["DECRYPT_IDENTITY_FILE": dir + "/stranger.txt"])
+        XCTAssertEqual(stranger.status, 0, stranger.stdout + stranger.stderr)
+        XCTAssertTrue(stranger.stdout.contains("WARN  encryption") && stranger.stdout.contains("cannot read new backups"), stranger.stdout)
+    }
+
     func testBadRecipientIsOneLineNamingTheKey() throws {
         let bad = try backstop(["backup"], env: ["ENCRYPT_TO": "age1notarealkey"])
         XCTAssertEqual(bad.status, 2)

@@ -66,6 +66,25 @@ public final class ArtifactEncryption: @unchecked Sendable {
         set(recipients: recipients, identities: identities)
     }
 
+    /// What `check` says about encryption: nothing when it is off; an info line with the
+    /// recipients; a warning when the identity file opens none of them.
+    public func findings() -> [Finding] {
+        let (recipients, identities) = lock.withLock { (recipientList, identityList) }
+        var out: [Finding] = []
+        if !recipients.isEmpty {
+            out.append(Finding(.info, target: "-", "new artifacts are encrypted (age) to \(recipients.count) recipient(s): \(recipients.map(\.description).joined(separator: " "))"))
+        }
+        if let identities {
+            let mine = Set(identities.map(\.recipient))
+            if !recipients.isEmpty && !recipients.contains(where: mine.contains) {
+                out.append(Finding(.warning, target: "-", "DECRYPT_IDENTITY_FILE holds no identity of any ENCRYPT_TO recipient: it cannot read new backups"))
+            } else {
+                out.append(Finding(.info, target: "-", "DECRYPT_IDENTITY_FILE: \(identities.count) identity(ies) for reading encrypted backups"))
+            }
+        }
+        return out
+    }
+
     /// The identities for reading the encrypted artifact `path`; without an identity file, a
     /// usage error saying which key to set.
     public func identities(forReading path: String) throws -> [AgeIdentity] {
