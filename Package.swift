@@ -55,7 +55,8 @@ let package = Package(
         // Helpers shared by the test targets: scratch folders, running the built executables.
         .target(name: "TestSupport", dependencies: ["BackupCore", .product(name: "Logging", package: "swift-log")],
                 path: "Tests/TestSupport"),
-        .testTarget(name: "BackupCoreTests", dependencies: ["BackupCore", "TestSupport"]),
+        .testTarget(name: "BackupCoreTests", dependencies: ["BackupCore", "TestSupport"],
+                    resources: [.copy("Resources/age-testkit")]),
         .testTarget(name: "TargetsTests", dependencies: ["Targets", "BackupCore", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["CLI", "BackupCore", "Targets", "TestSupport"]),
     ]

@@ -123,6 +123,12 @@ struct CheckCommand<F: Frontend>: ParsableCommand {
             print("\(findings.isEmpty ? "ok  " : "FAIL")  backup directory \(root)")
             for f in findings { print("      \(f.severity.rawValue): \(f.message)") }
         }
+        let encryption = ArtifactEncryption.shared.findings()
+        findings += encryption
+        if !json && !encryption.isEmpty {
+            print("\(encryption.contains { $0.severity == .warning } ? "WARN" : "ok  ")  encryption")
+            for f in encryption { print("      \(f.severity.rawValue): \(f.message)") }
+        }
         for target in session.deployment.targets {
             let found = target.preflight(context)
             findings += found

@@ -31,6 +31,7 @@ struct Session<F: Frontend> {
         let required = options.config != "./.env"
         config = try Config.load(path: options.config, required: required)
         for w in config.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
+        try ArtifactEncryption.shared.configure(config: config)
         deployment = try F.deployment(config: config)
         let repository = Repository(root: deployment.backupDirectory)
         sink = LogSink(redactor: Redactor(secrets: config.secretValues),

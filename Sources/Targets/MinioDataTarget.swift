@@ -128,13 +128,16 @@ public struct MinioDataTarget: BackupTarget {
         guard artifact.bytes > minimumBytes else {
             throw OperationError("\(artifact.path) is only \(artifact.bytes) bytes, not more than the \(minimumBytes)-byte threshold (MIN_BYTES): is the data directory empty?")
         }
-        // Read it back: every entry, every byte, and the same checksum as written.
-        let reader = try HashingFileReader(path: context.directory + "/" + artifact.path)
+        // Read it back: every entry, every byte, and the same checksum as written. An encrypted
+        // tarball can only be opened with DECRYPT_IDENTITY_FILE; without it, the checksum is read back.
+        let stored = context.directory + "/" + context.storedName(artifact.path)
+        let sealed = stored.hasSuffix(ArtifactEncryption.suffix) && !ArtifactEncryption.shared.canDecrypt
+        let reader = try HashingFileReader(path: stored, decrypt: !sealed)
         defer { reader.close() }
-        let (entries, _) = try ArchiveReader(source: reader).readThrough()
+        let entries = sealed ? nil : try ArchiveReader(source: reader).readThrough().0
         try reader.drain()
         guard reader.hexDigest() == artifact.sha256 else { throw OperationError("\(artifact.path): read back with a different checksum") }
-        if let expected = output.facts["entries"]?.numberValue, Int(expected) != entries {
+        if let entries, let expected = output.facts["entries"]?.numberValue, Int(expected) != entries {
             throw OperationError("\(artifact.path): read back \(entries) entries, wrote \(Int(expected))")
         }
         if case let .volume(dataDirectory, bucket) = source {

@@ -207,7 +207,8 @@ public struct PgDumpTarget: BackupTarget {
             guard bytes >= minimumBytes else {
                 throw OperationError("dump of \(db) is only \(bytes) bytes (less than MIN_BYTES=\(minimumBytes)); not keeping it")
             }
-            if let previous = context.previous?.record.artifacts.first(where: { ($0.path as NSString).lastPathComponent == artifactName }),
+            if let previous = context.previous?.record.artifacts.first(where: {
+                [artifactName, artifactName + ArtifactEncryption.suffix].contains(($0.path as NSString).lastPathComponent) }),
                Double(bytes) < Double(previous.bytes) * (1 - shrinkWarning) {
                 output.warnings.append("dump of \(db) shrank from \(Format.bytes(previous.bytes)) to \(Format.bytes(bytes)) since the previous backup (more than \(Int(shrinkWarning * 100))%)")
             }
@@ -215,7 +216,7 @@ public struct PgDumpTarget: BackupTarget {
             tables[db] = .object(counts.mapValues { .number(Double($0)) })
             var entry = meta
             entry["name"] = .string(db)
-            entry["artifact"] = .string(artifactName)
+            entry["artifact"] = .string(context.storedName(artifactName))
             entry["rows"] = .number(Double(counts.values.reduce(0, +)))
             dbFacts.append(.object(entry))
             context.logger.info("dumped \(db): \(counts.count) tables, \(counts.values.reduce(0, +)) rows\(exactRowCounts ? "" : " (estimated)"), \(Format.bytes(bytes))")
@@ -682,10 +683,10 @@ public struct PgDumpTarget: BackupTarget {
         let fmt = Self.format(of: db.artifact)
         let env = server.childEnvironment
         switch fmt {
-        case .custom:
+        case .custom where !path.hasSuffix(ArtifactEncryption.suffix):
             try restoreDumpFile(path, into: targetName, tool: tools.pgRestore)
-        case .customZstd where jobs > 1:
-            // pg_restore -j needs a seekable file: decompress into a private temporary file first.
+        case .customZstd where jobs > 1, .custom:
+            // pg_restore -j needs a seekable file: decompress (or decrypt) into a private temporary file first.
             try FileOps.makeDirectory(scratch)
             let tmp = "\(scratch)/.\(Self.fileSafe(targetName))-\(getpid()).dump"
             unlink(tmp)

@@ -199,7 +199,8 @@ public struct RsyncSnapshotTarget: BackupTarget {
         var files = 0, dirs = 0, symlinks = 0, hashed = 0, carried = 0
         var apparent: Int64 = 0, unique: Int64 = 0, bytesHashed: Int64 = 0
         var matchedTransferred = 0
-        let writer = try context.createArtifact(Self.manifestName)
+        // Snapshot trees stay plain (browsable, hard-linked), and so does their file list.
+        let writer = try context.createArtifact(Self.manifestName, encrypted: false)
         var pendingLines: [UInt8] = Array((FileTreeManifest.header + "\n").utf8)
         do {
             try TreeWalk.walk(treeRaw) { rel, st in

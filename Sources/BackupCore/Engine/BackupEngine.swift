@@ -138,6 +138,9 @@ public struct BackupEngine: Sendable {
                                             showProgress: showProgress, repository: repository)
                 var output = try target.backup(context)
                 for i in output.artifacts.indices {
+                    if context.encryptedArtifacts.contains(output.artifacts[i].path) {
+                        output.artifacts[i].path += ArtifactEncryption.suffix
+                    }
                     let name = output.artifacts[i].path
                     try writeSidecar(directory: dir, name: name, sha256: output.artifacts[i].sha256)
                     output.artifacts[i].path = target.name + "/" + name

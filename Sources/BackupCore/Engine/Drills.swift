@@ -44,6 +44,7 @@ extension BackupEngine {
                 withoutBackup.append(target.name)
                 continue
             }
+            try ArtifactEncryption.shared.requireIdentity(for: record, setID: set.id)
             var tagged = logger
             tagged[metadataKey: "target"] = "\(target.name)"
             let context = VerifyContext(setDirectory: set.directory, deep: false, logger: tagged, showProgress: showProgress,

@@ -37,6 +37,7 @@ extension BackupEngine {
     public func restore(target name: String, id: String, options: RestoreOptions) throws -> RestoreReport {
         let target = try target(named: name)
         let (set, record) = try restoreSource(target: name, id: id, before: options.targetTime)
+        try ArtifactEncryption.shared.requireIdentity(for: record, setID: set.id)
         let runLock: RunLock? = options.dryRun ? nil : try lock()
         defer { runLock?.release() }
         var tagged = logger

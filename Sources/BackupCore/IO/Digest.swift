@@ -24,7 +24,7 @@ public struct StreamingSHA256: Sendable {
 
 /// Hashes a whole file by reading it once; used by verify, never by backup.
 public func sha256OfFile(_ path: String, progress: Progress? = nil) throws -> (hex: String, bytes: Int64) {
-    let reader = try HashingFileReader(path: path, progress: progress)
+    let reader = try HashingFileReader(path: path, progress: progress, decrypt: false)
     defer { reader.close() }
     try reader.drain()
     return (reader.hexDigest(), reader.bytesRead)
