@@ -82,7 +82,8 @@ final class EncryptionCLITests: XCTestCase {
         // Every artifact is an age file; nothing of the data is stored in clear.
         let manifest = String(decoding: try TestSupport.read(set + "/manifest.json"), as: UTF8.self)
         let files = try FileManager.default.subpathsOfDirectory(atPath: set).filter { !$0.hasSuffix(".sha256") && $0 != "manifest.json" && $0 != "db" && $0 != "code" }
-        XCTAssertEqual(files.count, 2, "\(files)")
+        // The SQLite copy, the tarball and its member list.
+        XCTAssertEqual(files.count, 3, "\(files)")
         for file in files {
             XCTAssertTrue(file.hasSuffix(".age"), file)
             XCTAssertTrue(manifest.contains("\"\(file)\""), "the manifest names the stored file \(file)")
@@ -240,7 +241,9 @@ final class EncryptedPostgresCLITests: XCTestCase {
             let backup = try backstop(["backup"], key: false)
             XCTAssertEqual(backup.status, 0, "\(format): \(backup.stderr)")
             let manifest = try FileManager.default.subpathsOfDirectory(atPath: dir + "/backups-\(format)/daily").filter { $0.hasSuffix(".age") }
-            XCTAssertEqual(manifest.count, 1, "\(format): \(manifest)")
+            // The dump and the globals dump (roles), both encrypted.
+            XCTAssertEqual(manifest.count, 2, "\(format): \(manifest)")
+            XCTAssertTrue(manifest.contains { $0.hasSuffix("/globals.sql.gz.age") }, "\(format): \(manifest)")
             let unkeyed = try backstop(["verify"], key: false)
             XCTAssertEqual(unkeyed.status, 0, unkeyed.stdout)
             XCTAssertTrue(unkeyed.stdout.contains("content checks skipped"), unkeyed.stdout)
