@@ -30,4 +30,31 @@ final class VersionTests: XCTestCase {
             XCTAssertEqual(lines[4], "SQLite \(sqlite)")
         }
     }
+
+    /// `backstop` is a multi-call binary: started as `journal-backup` (the package installs
+    /// that name as a link to it) it is journal-backup, with its own flags.
+    func testBackstopStartedUnderADeploymentNameIsThatFrontend() throws {
+        let dir = try TestSupport.scratch("multicall")
+        defer { try? FileOps.removeTree(dir) }
+        try FileManager.default.createSymbolicLink(atPath: dir + "/journal-backup",
+                                                   withDestinationPath: TestSupport.binDirectory + "/backstop")
+        for args in [["--version"], ["backup", "--help"]] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: dir + "/journal-backup")
+            p.arguments = args
+            let out = Pipe()
+            p.standardOutput = out
+            try p.run()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, 0, text)
+            if args == ["--version"] {
+                XCTAssertTrue(text.hasPrefix("journal-backup \(backstopVersion) "), text)
+            } else {
+                XCTAssertTrue(text.contains("--db-only"), text)
+            }
+        }
+        let plain = try TestSupport.run("backstop", ["backup", "--help"])
+        XCTAssertFalse(plain.stdout.contains("--db-only"), plain.stdout)
+    }
 }
