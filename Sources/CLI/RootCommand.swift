@@ -16,7 +16,7 @@ public struct RootCommand<F: Frontend>: ParsableCommand {
             health (and check --health) follow the Monitoring Plugins convention instead: \
             0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
             """,
-            version: backstopVersion,
+            version: VersionText.text(commandName: F.commandName),
             subcommands: [
                 BackupCommand<F>.self, ListCommand<F>.self, VerifyCommand<F>.self, RestoreCommand<F>.self,
                 RemoveCommand<F>.self, PruneCommand<F>.self, StatsCommand<F>.self, CheckCommand<F>.self,

@@ -125,6 +125,14 @@ public enum Curl {
         return HTTPResponse(status: status, body: transfer.response)
     }
 
+    /// The version of the libcurl Backstop runs with, e.g. `7.88.1`.
+    public static var libraryVersion: String {
+        // CURLVERSION_NOW is a macro Swift does not import; it is CURLVERSION_ELEVENTH in
+        // Debian 12's curl 7.88, and `version` is there in every struct age.
+        guard let info = curl_version_info(CURLVERSION_ELEVENTH), let version = info.pointee.version else { return "unknown" }
+        return String(cString: version)
+    }
+
     /// The host part of a URL, for messages that must not show paths or tokens.
     static func host(_ url: String) -> String { URL(string: url)?.host ?? "(invalid URL)" }
     static func scheme(_ url: String) -> String { URL(string: url)?.scheme?.uppercased() ?? "request" }

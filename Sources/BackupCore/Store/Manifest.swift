@@ -104,6 +104,3 @@ public struct SetManifest: Codable, Sendable {
     /// The record of `target`, if it ran in this set.
     public func record(for target: String) -> TargetRecord? { targets.first { $0.name == target } }
 }
-
-/// Backstop's version string.
-public let backstopVersion = "0.1.0"

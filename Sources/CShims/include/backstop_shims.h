@@ -1,6 +1,6 @@
 #ifndef BACKSTOP_SHIMS_H
 #define BACKSTOP_SHIMS_H
-/* The only C code Backstop carries: calls Swift cannot make directly. */
+/* The only C code Backstop carries: calls Swift cannot make directly, and the build commit. */
 #include <curl/curl.h>
 #include <spawn.h>
 
@@ -42,5 +42,8 @@ CURLcode backstop_curl_set_pointer(CURL *handle, CURLoption option, void *value)
 CURLcode backstop_curl_set_slist(CURL *handle, CURLoption option, struct curl_slist *value);
 CURLcode backstop_curl_set_data_callback(CURL *handle, CURLoption option, backstop_curl_data_cb cb);
 CURLcode backstop_curl_get_response_code(CURL *handle, long *code);
+
+/* The git commit the binary was built from ("unknown" unless scripts/package linked it in). */
+const char *backstop_build_commit_id(void);
 
 #endif
