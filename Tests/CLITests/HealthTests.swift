@@ -239,7 +239,13 @@ final class HealthTests: XCTestCase {
         let cfg = try config()
         try backup(cfg)
         chmod(dir, 0o755)
-        let backstop = TestSupport.binDirectory + "/backstop"
+        // A copy the other user can execute: the build folder may sit below a 0700 home (/root).
+        let exec = try TemporaryDirectory(prefix: "backstop-exec")
+        defer { exec.remove() }
+        chmod(exec.path, 0o755)
+        let backstop = exec.path + "/backstop"
+        XCTAssertEqual(copyfile(TestSupport.binDirectory + "/backstop", to: backstop), true)
+        chmod(backstop, 0o755)
         var run = try TestSupport.runProgram("runuser", ["-u", "postgres", "--", backstop, "health", "--config", cfg])
         XCTAssertEqual(run.status, 3, run.stdout + run.stderr)
         XCTAssertTrue(run.stdout.hasPrefix("BACKSTOP UNKNOWN - health: config: cannot read \(cfg)"), run.stdout)
@@ -247,5 +253,10 @@ final class HealthTests: XCTestCase {
         run = try TestSupport.runProgram("runuser", ["-u", "postgres", "--", backstop, "health", "--config", cfg])
         XCTAssertEqual(run.status, 3, run.stdout + run.stderr)
         XCTAssertTrue(run.stdout.hasPrefix("BACKSTOP UNKNOWN - health: cannot read the backup directory \(dir)/backups: Permission denied"), run.stdout)
+    }
+
+    /// Copies a file byte for byte; false if it cannot.
+    private func copyfile(_ from: String, to: String) -> Bool {
+        (try? FileManager.default.copyItem(atPath: from, toPath: to)) != nil
     }
 }
