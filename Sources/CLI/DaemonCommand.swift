@@ -23,7 +23,7 @@ struct DaemonCommand<F: Frontend>: ParsableCommand {
 
     func run() throws {
         let configPath = URL(fileURLWithPath: global.config).standardizedFileURL.path
-        let config = try Config.load(path: global.config, required: global.config != "./.env")
+        let config = try F.loadConfig(global.config)
         for w in config.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
         _ = try F.deployment(config: config)
         let schedules = try ScheduleSetup<F>.load(config, configPath: configPath)
