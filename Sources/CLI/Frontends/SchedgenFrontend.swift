@@ -101,7 +101,7 @@ public enum SchedgenFrontend: Frontend {
         let database = (try? JournalFrontend.postgres(config: config).1) ?? "schedgen"
         let bucket = config.string("MINIO_BUCKET") ?? "schedgen-pdfs"
         return FlatFileLayout(directory: backupDir, patterns: [
-            .init(target: "db", prefix: "db_schedgen_", suffix: ".sql.gz", format: "pg_dump+sql-gzip", minimumBytes: 1024) { name in
+            .init(target: "db", prefix: "db_\(database)_", suffix: ".sql.gz", format: "pg_dump+sql-gzip", minimumBytes: 1024) { name in
                 ["databases": .array([.object(["name": .string(database), "artifact": .string(name)])]), "rowCounts": .string("unknown")]
             },
             .init(target: "minio", prefix: "minio_\(bucket)_", suffix: ".tar.gz", format: "tar+gzip", minimumBytes: 512),
