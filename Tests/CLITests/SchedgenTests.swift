@@ -44,6 +44,8 @@ final class SchedgenTests: XCTestCase {
         MINIO_DATA_DIR=minio-data
         MINIO_STOP_CMD=echo stop >> \(dir)/hooks.log
         MINIO_START_CMD=echo start >> \(dir)/hooks.log
+        BACKEND_STOP_CMD=echo backend-stop >> \(dir)/restore-hooks.log
+        BACKEND_START_CMD=echo backend-start >> \(dir)/restore-hooks.log
         METRICS_FILE=metrics/schedgen.prom
         TZ=UTC
         \(extra)
@@ -90,6 +92,7 @@ final class SchedgenTests: XCTestCase {
         XCTAssertEqual(listing.status, 0, listing.stderr)
         XCTAssertTrue(listing.stdout.contains("schedgen-pdfs/timetable-1.pdf/xl.meta") && listing.stdout.contains(".minio.sys/format.json"), listing.stdout)
         XCTAssertEqual(String(decoding: try TestSupport.read(dir + "/hooks.log"), as: UTF8.self), "stop\nstart\n")
+        XCTAssertFalse(FileOps.exists(dir + "/restore-hooks.log"), "the backend keeps running during a backup")
         let text = String(decoding: try TestSupport.read(dir + "/metrics/schedgen.prom"), as: UTF8.self)
         let check = try TestSupport.runProgram("promtool", ["check", "metrics"], stdin: Data(text.utf8))
         XCTAssertEqual(check.status, 0, check.stdout + check.stderr + text)
@@ -219,6 +222,9 @@ final class SchedgenTests: XCTestCase {
         let minio = try schedgen(["restore", "minio", "--yes"])
         XCTAssertEqual(minio.status, 0, minio.stderr)
         XCTAssertEqual(FileOps.size(dir + "/minio-data/schedgen-pdfs/timetable-1.pdf/xl.meta"), 4096)
+        // Every restore (two legacy, two own) ran between the backend's stop and start commands.
+        XCTAssertEqual(String(decoding: try TestSupport.read(dir + "/restore-hooks.log"), as: UTF8.self),
+                       String(repeating: "backend-stop\nbackend-start\n", count: 4))
 
         // Eight days later that set is past the rule: the next run removes it and its links.
         try TestSupport.age(set: backups + "/daily/" + firstID, by: 8 * 86_400)

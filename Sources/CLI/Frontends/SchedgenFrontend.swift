@@ -28,6 +28,7 @@ public enum SchedgenFrontend: Frontend {
       MINIO_BUCKET          default schedgen-pdfs (the tarball's name)
       MINIO_COMPRESSION     gzip (default) or zstd
       MINIO_STOP_CMD MINIO_START_CMD   run around the copy and restore
+      BACKEND_STOP_CMD BACKEND_START_CMD   run around every restore
       BACKUP_RETENTION_DAYS or RETENTION_DAYS   default 7
       BACKUP_SCHEDULE       cron expression for daemon/schedule, 0 2 * * *
       BACKUP_ALERT_WEBHOOK_URL BACKUP_ALERT_EMAIL (with SMTP_URL and
@@ -90,7 +91,11 @@ public enum SchedgenFrontend: Frontend {
                                     compression: Compression.parse(compression, level: nil, threads: ProcessInfo.processInfo.activeProcessorCount)!,
                                     minimumBytes: 512, stopCommand: config.string("MINIO_STOP_CMD"), startCommand: config.string("MINIO_START_CMD"))
         minio.artifactStem = "minio_" + bucket   // the whole volume, named after the bucket as the seed names it
-        let targets: [any BackupTarget] = [FlatLinkedTarget(db, linking: flatNames), FlatLinkedTarget(minio, linking: flatNames)]
+        // The seed's restore sections stop the backend (and the PDF worker) while data is replaced.
+        let stop = config.string("BACKEND_STOP_CMD"), start = config.string("BACKEND_START_CMD")
+        let targets: [any BackupTarget] = [db as any BackupTarget, minio].map {
+            FlatLinkedTarget(RestoreHookedTarget($0, stopCommand: stop, startCommand: start), linking: flatNames)
+        }
         return Deployment(backupDirectory: backupDir, targets: targets, retention: try RetentionPolicy.from(config: config))
     }
 
