@@ -168,6 +168,11 @@ extension BackupEngine {
         }
         let runLock: RunLock? = options.dryRun ? nil : try lock()
         defer { runLock?.release() }
+        // As for Backstop's own backups: never restore over what an interrupted restore left.
+        if let left = RestoreJournal.interrupted(in: repository, lockHeld: false).first(where: { $0.target == name }) {
+            throw OperationError("an interrupted restore of \(name) (from backup \(left.setID)) left changes behind: \(left.summary); "
+                                 + "roll it back first with `restore \(name) --resume-rollback`, then restore again")
+        }
         if !options.dryRun, let problem = verifyLegacy(LegacySet(id: set.id, date: set.date, files: [file]), layout: layout)
             .first(where: { $0.severity == .error }) {
             throw OperationError("legacy backup \(file.name) failed verification, not restoring: \(problem.message)")
