@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .executable(name: "backstop", targets: ["backstop"]),
         .executable(name: "journal-backup", targets: ["journal-backup"]),
+        .executable(name: "schedgen-backup", targets: ["schedgen-backup"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -51,6 +52,7 @@ let package = Package(
         ),
         .executableTarget(name: "backstop", dependencies: ["CLI"], path: "Sources/Frontends/backstop"),
         .executableTarget(name: "journal-backup", dependencies: ["CLI"], path: "Sources/Frontends/journal-backup"),
+        .executableTarget(name: "schedgen-backup", dependencies: ["CLI"], path: "Sources/Frontends/schedgen-backup"),
 
         // Helpers shared by the test targets: scratch folders, running the built executables.
         .target(name: "TestSupport", dependencies: ["BackupCore", .product(name: "Logging", package: "swift-log")],

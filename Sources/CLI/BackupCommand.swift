@@ -76,6 +76,7 @@ struct BackupCommand<F: Frontend>: ParsableCommand {
         }
         if prune, let policy = session.deployment.retention, !dryRun {
             _ = try session.engine.prune(policy, dryRun: false)
+            _ = try session.pruneLegacy(policy, dryRun: false)
         }
         if !dryRun { session.publishMetrics(session.engine.health(monitoring.health, deployment: monitoring.deployment), monitoring: monitoring) }
     }

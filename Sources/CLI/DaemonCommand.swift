@@ -23,7 +23,8 @@ struct DaemonCommand<F: Frontend>: ParsableCommand {
 
     func run() throws {
         let configPath = URL(fileURLWithPath: global.config).standardizedFileURL.path
-        let config = try Config.load(path: global.config, required: global.config != "./.env")
+        let configFileExists = FileOps.exists(configPath)
+        let config = try F.loadConfig(global.config)
         for w in config.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
         _ = try F.deployment(config: config)
         let schedules = try ScheduleSetup<F>.load(config, configPath: configPath)
@@ -44,7 +45,9 @@ struct DaemonCommand<F: Frontend>: ParsableCommand {
             },
             stop: { StopSignals.received != nil },
             interruptedStatus: { StopSignals.received == SIGINT ? ExitStatus.interrupted.rawValue : ExitStatus.terminated.rawValue },
-            runner: { schedule in runSupervised(exe, schedule.arguments + ["--config", configPath]) })
+            // A container may have no config file at all (the environment alone, as docker's
+            // env_file gives it): then the runs read the environment alone too, not a missing file.
+            runner: { schedule in runSupervised(exe, schedule.arguments + (configFileExists ? ["--config", configPath] : [])) })
         let status = daemon.run()
         switch status {
         case 0: return

@@ -24,9 +24,43 @@ public protocol Frontend {
     /// The schedules `schedule install` and `daemon` use when the config changes none
     /// (name, cron expression, arguments).
     static func defaultSchedules(config: Config) -> [(name: String, cron: String, arguments: [String])]
+
+    /// The subcommand (with its arguments) run when the command line names none, e.g.
+    /// `["backup", "--prune"]` for an executable that replaces a `backup-all.sh`. Nil (the
+    /// default): no subcommand prints the help, as before.
+    static var defaultSubcommand: [String]? { get }
+
+    /// Maps the keys of the script this executable replaces onto Backstop's (e.g. schedgen's
+    /// `BACKUP_ALERT_EMAIL` onto `ALERT_EMAIL_TO`), refusing the ones it cannot honour with a line
+    /// naming their replacement. Every command reads its config through this. Default: unchanged.
+    static func adapt(config: Config) throws -> Config
+
+    /// The files an earlier script left in the backup directory, listed, verified, restored and
+    /// pruned as legacy sets (`legacy` command, `prune`). Nil (the default): none.
+    static func legacyLayout(config: Config) throws -> (any LegacyLayout)?
 }
 
 extension Frontend {
+    public static var defaultSubcommand: [String]? { nil }
+
+    public static func adapt(config: Config) throws -> Config { config }
+
+    public static func legacyLayout(config: Config) throws -> (any LegacyLayout)? { nil }
+
+    /// Loads the config file (`required` when named explicitly) and adapts it (`adapt(config:)`).
+    static func loadConfig(_ path: String) throws -> Config {
+        try adapt(config: try Config.load(path: path, required: path != "./.env"))
+    }
+
+    /// The command line with `defaultSubcommand` put in front when it names no subcommand
+    /// (only options such as `--config FILE`); `--help`, `-h` and `--version` stay as they are.
+    static func withDefaultSubcommand(_ arguments: [String]) -> [String] {
+        guard let subcommand = defaultSubcommand else { return arguments }
+        if arguments.contains(where: { ["--help", "-h", "--version", "help"].contains($0) }) { return arguments }
+        guard arguments.first.map({ $0.hasPrefix("-") }) ?? true else { return arguments }
+        return subcommand + arguments
+    }
+
     /// A daily backup at 02:00, pruning when retention is configured.
     public static func defaultSchedules(config: Config) -> [(name: String, cron: String, arguments: [String])] {
         let retention = (try? RetentionPolicy.from(config: config)) ?? nil

@@ -71,7 +71,7 @@ extension Session {
 /// settings themselves can be read: an alert through every channel and a `/fail` ping.
 enum StartFailure {
     static func report<F: Frontend>(_ error: Error, options: GlobalOptions, command: String, frontend: F.Type) {
-        guard let config = try? Config.load(path: options.config, required: options.config != "./.env"),
+        guard let config = try? F.loadConfig(options.config),
               let alerter = try? Alerter.from(config: config) else { return }
         let context = AlertContext(deployment: config.string("DEPLOYMENT_NAME") ?? F.commandName, executable: F.commandName,
                                    configPath: absoluteConfigPath(options.config))

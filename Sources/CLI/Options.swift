@@ -28,8 +28,7 @@ struct Session<F: Frontend> {
     /// Loads config, builds the deployment and a logger. `logToFile` adds the daily log file.
     init(_ options: GlobalOptions, logToFile: Bool, warnInterrupted: Bool = true) throws {
         Interrupts.shared.install()
-        let required = options.config != "./.env"
-        config = try Config.load(path: options.config, required: required)
+        config = try F.loadConfig(options.config)
         for w in config.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
         try ArtifactEncryption.shared.configure(config: config)
         deployment = try F.deployment(config: config)

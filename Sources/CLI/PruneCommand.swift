@@ -23,7 +23,7 @@ struct PruneCommand<F: Frontend>: ParsableCommand {
         guard let policy = session.deployment.retention else {
             throw UsageError("no retention is configured: set KEEP_<TIER> and/or KEEP_<TIER>_DAYS (e.g. KEEP_DAILY_DAYS=7), or RETENTION_DAYS, or RETENTION=gfs with KEEP_LAST, KEEP_DAILY, ...")
         }
-        let decisions = try session.engine.prune(policy, dryRun: dryRun)
+        let decisions = try session.engine.prune(policy, dryRun: dryRun) + session.pruneLegacy(policy, dryRun: dryRun)
         if json { return try printJSON(decisions) }
         let removed = decisions.filter { $0.remove && $0.target == nil }
         let extra = decisions.filter { $0.remove && $0.target != nil }

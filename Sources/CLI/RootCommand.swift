@@ -21,7 +21,7 @@ public struct RootCommand<F: Frontend>: ParsableCommand {
                 BackupCommand<F>.self, ListCommand<F>.self, VerifyCommand<F>.self, RestoreCommand<F>.self,
                 RemoveCommand<F>.self, PruneCommand<F>.self, StatsCommand<F>.self, CheckCommand<F>.self,
                 HealthCommand<F>.self, AlertCommand<F>.self, ScheduleCommand<F>.self, DaemonCommand<F>.self,
-                KeygenCommand<F>.self,
+                KeygenCommand<F>.self, LegacyCommand<F>.self,
             ]
         )
     }
@@ -31,11 +31,12 @@ public struct RootCommand<F: Frontend>: ParsableCommand {
     /// Parses the command line, runs the command, and exits with the documented code.
     /// Errors become one line on stderr, never a stack trace.
     public static func runMain(arguments: [String]? = nil) -> Never {
+        let arguments = F.withDefaultSubcommand(arguments ?? Array(CommandLine.arguments.dropFirst()))
         do {
             var command: ParsableCommand
             do { command = try parseAsRoot(arguments) } catch {
                 // A check command with a bad flag is UNKNOWN to a monitor, not CRITICAL.
-                let args = arguments ?? Array(CommandLine.arguments.dropFirst())
+                let args = arguments
                 let isHealth = args.first { !$0.hasPrefix("-") } == "health" || (args.first == "check" && args.contains("--health"))
                 if isHealth && exitCode(for: error) != .success {
                     print("\(F.commandName.uppercased()) UNKNOWN - usage: \(message(for: error).split(separator: "\n").first ?? "")")

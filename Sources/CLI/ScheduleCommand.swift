@@ -62,7 +62,7 @@ struct ScheduleSetup<F: Frontend> {
 
     init(_ global: GlobalOptions, _ options: ScheduleOptions?, requireFile: Bool) throws {
         configPath = URL(fileURLWithPath: global.config).standardizedFileURL.path
-        config = try Config.load(path: global.config, required: global.config != "./.env")
+        config = try F.loadConfig(global.config)
         for w in config.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
         if requireFile && !FileOps.exists(configPath) {
             throw UsageError("config file \(configPath) does not exist; the schedules run with --config \(configPath) (pass --config FILE)")

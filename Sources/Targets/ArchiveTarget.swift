@@ -24,7 +24,7 @@ public struct ArchiveTarget: BackupTarget {
     /// The compression.
     public let compression: Compression
     /// The artifact's file name stem.
-    public let artifactStem: String
+    public var artifactStem: String
 
     /// Creates the target.
     public init(name: String, paths: [String], base: String = "/", include: [String] = [], exclude: [String] = [],

@@ -31,7 +31,14 @@ public struct MinioDataTarget: BackupTarget {
     /// Shell commands run before and after the copy.
     public let stopCommand: String?, startCommand: String?
     /// The archive target doing the work.
-    let archive: ArchiveTarget
+    var archive: ArchiveTarget
+
+    /// The tarball's name before `_<ID>.tar.gz`: `minio_<bucket>` (or `minio_data`) unless set,
+    /// e.g. `minio_schedgen-pdfs` for a tarball of the whole data folder named after its bucket.
+    public var artifactStem: String {
+        get { archive.artifactStem }
+        set { archive.artifactStem = newValue }
+    }
 
     /// Creates the target.
     public init(name: String, dataDirectory: String, bucket: String? = nil, compression: Compression = .gzip(level: 6),

@@ -67,6 +67,9 @@ public struct PgDumpTarget: BackupTarget {
     public let lockTimeout: Int
     /// Whether roles and memberships are kept beside the dumps, and with passwords or not.
     public let globals: Globals
+    /// Whether each dump's name carries the set's ID, as `<prefix><db>_<ID><suffix>` (schedgen's
+    /// `db_schedgen_20240708_020000.sql.gz`), so a copied-out file still says when it was taken.
+    public var timestampedNames = false
 
     /// Creates the target.
     public init(name: String, server: PostgresServer, databases: [String], format: DumpFormat = .custom,
@@ -159,7 +162,7 @@ public struct PgDumpTarget: BackupTarget {
             // Whatever happens next, the counting thread is done with the connection before it closes.
             defer { _ = counting.finish() }
 
-            let artifactName = artifactPrefix + db + format.suffix
+            let artifactName = artifactPrefix + db + (timestampedNames ? "_" + context.setID : "") + format.suffix
             var args = ["--format=custom", "--no-password", "--lock-wait-timeout=\(lockTimeout)s"]
             switch format {
             case .custom: if let level { args.append("--compress=\(level)") }
