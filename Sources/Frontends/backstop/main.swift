@@ -5,5 +5,6 @@ import CLI
 let name = CommandLine.arguments.first?.split(separator: "/").last.map(String.init) ?? ""
 switch name {
 case JournalFrontend.commandName: RootCommand<JournalFrontend>.runMain()
+case SchedgenFrontend.commandName: RootCommand<SchedgenFrontend>.runMain()
 default: RootCommand<BackstopFrontend>.runMain()
 }
