@@ -28,7 +28,28 @@ public protocol BackupTarget: Sendable {
 
     /// Restores a stored backup, taking a safety copy of whatever it would overwrite first and
     /// rolling back if it fails. With `context.options.dryRun` it only says what it would do.
+    /// Default (for kinds with a plan step): `planRestore`, then `carryOutRestore` of that plan.
     func restore(_ record: TargetRecord, context: RestoreContext) throws -> RestoreReport
+
+    /// Works out the restore without changing anything: destination, the lines and facts to
+    /// show, the safety copy it needs and the kind's own details for `applyRestore`. The engine
+    /// shows this value, asks once, and carries out the same value. Default (kinds without a
+    /// plan step of their own): `restore` as a dry run, and the real `restore` when carried out.
+    func planRestore(_ record: TargetRecord, context: RestoreContext) throws -> RestorePlan
+
+    /// Takes the safety copy `plan.safetyCopy` names and returns its path (nil when the plan
+    /// needs none). Throws, with nothing changed, when it cannot. Default: none.
+    func takeSafetyCopy(for plan: RestorePlan, context: RestoreContext) throws -> String?
+
+    /// Puts the backup in place as `plan` says, calling `progress.willChangeDestination()`
+    /// before its first change; checks the result and throws if it is wrong. It never rolls
+    /// back itself: the engine calls `rollBackRestore` when it throws after a change.
+    func applyRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
+                      progress: RestoreProgress) throws -> RestoreOutcome
+
+    /// Puts the destination back as it was before `applyRestore` changed it, from the safety
+    /// copy (or, with none, by removing what the restore created).
+    func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext) throws
 
     /// Whether this kind implements `restoreDrill`, so `verify --restore-test` can say which
     /// kinds have a drill before any backup exists. A kind that implements one sets it to true.
