@@ -574,7 +574,8 @@ extension RsyncSnapshotTarget {
     /// Puts the safety copy back (rsync --delete for the whole tree, a copy per `--path`
     /// part), removes the parts that did not exist before; with no safety copy, empties (or
     /// removes) the destination the restore filled.
-    public func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext) throws {
+    public func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
+                                progress: RestoreProgress) throws {
         let details = try plan.details(as: RsyncRestoreDetails.self)
         let destination = plan.destination
         var problems: [String] = []

@@ -220,7 +220,8 @@ extension SQLiteTarget {
 
     /// Copies the safety copy back with the backup API (or removes the new file when nothing
     /// was there before).
-    public func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext) throws {
+    public func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
+                                progress: RestoreProgress) throws {
         let details = try plan.details(as: SQLiteRestoreDetails.self)
         guard let safetyCopy else {
             try FileOps.removeTree(plan.destination)

@@ -102,6 +102,9 @@ public struct RestorePlan: Encodable, Sendable {
     public var destinationState: DestinationState?
     /// The kind's own data for its apply step.
     public var details: (any RestorePlanDetails)?
+    /// What the safety copy holds, for the message when a rollback fails: "<this> in the
+    /// safety copy PATH".
+    public var safetyCopyHolds = "what was there before the restore is"
 
     /// The record and set the plan restores from, and the options it was made with.
     public internal(set) var record: TargetRecord?
@@ -172,6 +175,14 @@ public final class RestoreProgress: @unchecked Sendable {
 
     /// Whether the destination may have been changed.
     public var changedDestination: Bool { lock.lock(); defer { lock.unlock() }; return changing }
+
+    private var undo: Any?
+
+    /// Keeps what the apply step knows that its rollback needs (e.g. what it created).
+    public func keepForRollback(_ value: Any) { lock.lock(); undo = value; lock.unlock() }
+
+    /// What the apply step kept for the rollback, as its type; nil if it kept nothing.
+    public func keptForRollback<T>(as type: T.Type) -> T? { lock.lock(); defer { lock.unlock() }; return undo as? T }
 }
 
 /// What a kind's apply step reports: lines and numbers added to the plan's.
@@ -208,7 +219,8 @@ extension BackupTarget {
         throw OperationError("\(kind) targets restore through restore(_:context:), not a plan")
     }
 
-    public func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext) throws {
+    public func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
+                                progress: RestoreProgress) throws {
         throw OperationError("\(kind) targets have no rollback step")
     }
 
@@ -256,11 +268,13 @@ extension BackupTarget {
             context.logger.error("restore failed (\(error)); rolling back")
             do {
                 try Fault.point("rollback")
-                try rollBackRestore(plan, safetyCopy: safety, context: context)
+                try rollBackRestore(plan, safetyCopy: safety, context: context, progress: progress)
             } catch let rollbackError {
-                let kept = safety.map { "; what was there before the restore is in the safety copy \($0)" } ?? ""
-                context.logger.error("restore of \(name) failed AND THE ROLLBACK FAILED (\(rollbackError))\(kept)")
-                throw OperationError("restore of \(name) into \(plan.destination) failed (\(error)) AND THE ROLLBACK FAILED (\(rollbackError))\(kept)")
+                let kept = safety.map { "; \(plan.safetyCopyHolds) in the safety copy \($0)" } ?? "; there is no safety copy (nothing was overwritten)"
+                let message = "restore of \(name) into \(plan.destination) failed (\(error)) AND THE ROLLBACK FAILED (\(rollbackError)); "
+                    + "\(plan.destination) is NOT as it was\(kept)"
+                context.logger.critical("\(message)")
+                throw OperationError(message)
             }
             let to = safety.map { " to the safety copy \($0)" } ?? ""
             context.logger.error("restore of \(name) failed; rolled back\(to)")

@@ -49,7 +49,8 @@ public protocol BackupTarget: Sendable {
 
     /// Puts the destination back as it was before `applyRestore` changed it, from the safety
     /// copy (or, with none, by removing what the restore created).
-    func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext) throws
+    /// `progress` holds what `applyRestore` kept for it (`keepForRollback`).
+    func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext, progress: RestoreProgress) throws
 
     /// Whether this kind implements `restoreDrill`, so `verify --restore-test` can say which
     /// kinds have a drill before any backup exists. A kind that implements one sets it to true.
