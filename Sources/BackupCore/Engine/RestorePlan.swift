@@ -214,6 +214,10 @@ extension BackupTarget {
 
     public func takeSafetyCopy(for plan: RestorePlan, context: RestoreContext) throws -> String? { nil }
 
+    public func prepareRestore(_ plan: RestorePlan, context: RestoreContext) throws {}
+
+    public func finishRestore(_ plan: RestorePlan, context: RestoreContext, succeeded: Bool) -> [String] { [] }
+
     public func applyRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
                              progress: RestoreProgress) throws -> RestoreOutcome {
         throw OperationError("\(kind) targets restore through restore(_:context:), not a plan")
@@ -235,9 +239,10 @@ extension BackupTarget {
     }
 
     /// Carries out `plan`, as confirmed: refuses if its destination is no longer what the plan
-    /// saw, takes the safety copy, applies, and on failure rolls back what changed (saying
-    /// ROLLBACK FAILED, with the safety copy's path, when that fails too). The one rollback
-    /// sequence every kind with a plan step shares.
+    /// saw, prepares (e.g. stops the application), takes the safety copy, applies, and on
+    /// failure rolls back what changed (saying ROLLBACK FAILED, with the safety copy's path,
+    /// when that fails too), then finishes (e.g. starts the application) whatever happened.
+    /// The one rollback sequence every kind with a plan step shares.
     public func carryOutRestore(_ plan: RestorePlan, context: RestoreContext) throws -> RestoreReport {
         if plan.recomputedOnApply, let record = plan.record {
             var options = plan.options
@@ -252,6 +257,15 @@ extension BackupTarget {
             }
         }
         let started = Date()
+        var succeeded = false
+        var warnings: [String] = []
+        do {
+            try prepareRestore(plan, context: context)
+        } catch {
+            _ = finishRestore(plan, context: context, succeeded: false)
+            throw error
+        }
+        defer { if !succeeded { _ = finishRestore(plan, context: context, succeeded: false) } }
         let safety = try takeSafetyCopy(for: plan, context: context)
         if let safety {
             context.logger.info("safety copy (\(plan.safetyCopy.rawValue)) of \(plan.destination): \(safety)", metadata: .logFileOnly)
@@ -280,12 +294,15 @@ extension BackupTarget {
             context.logger.error("restore of \(name) failed; rolled back\(to)")
             throw OperationError("restore of \(name) into \(plan.destination) failed and was rolled back\(to): \(error)")
         }
+        succeeded = true
+        warnings = finishRestore(plan, context: context, succeeded: true)
         let seconds = Date().timeIntervalSince(started)
         var report = RestoreReport(target: name, destination: plan.destination, safetyCopy: safety, dryRun: false,
                                    lines: plan.lines + outcome.lines, facts: plan.facts.merging(outcome.facts) { $1 })
         report.facts["seconds"] = .number(seconds)
         report.lines.append("restored in \(Format.seconds(seconds))")
         report.lines.append(safety.map { "safety copy: \($0)" } ?? "safety copy: none (nothing was overwritten)")
+        report.lines += warnings.map { "warning: \($0)" }
         return report
     }
 }

@@ -49,6 +49,15 @@ public protocol BackupTarget: Sendable {
 
     /// Puts the destination back as it was before `applyRestore` changed it, from the safety
     /// copy (or, with none, by removing what the restore created).
+    /// Called when a plan is carried out, before the safety copy: e.g. stops the application
+    /// (MinIO's `STOP_CMD`). Throws, with nothing changed, to stop the restore. Default: nothing.
+    func prepareRestore(_ plan: RestorePlan, context: RestoreContext) throws
+
+    /// Called once the restore finished or was rolled back (or `prepareRestore` failed),
+    /// whatever happened: e.g. starts the application again. Returns warnings for the report.
+    /// Default: nothing.
+    func finishRestore(_ plan: RestorePlan, context: RestoreContext, succeeded: Bool) -> [String]
+
     /// `progress` holds what `applyRestore` kept for it (`keepForRollback`).
     func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext, progress: RestoreProgress) throws
 
