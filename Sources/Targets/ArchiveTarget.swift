@@ -334,7 +334,7 @@ public struct ArchiveTarget: BackupTarget {
 
     /// A tarball of every file or link the restore will replace, read below the destination
     /// without following links.
-    public func takeSafetyCopy(for plan: RestorePlan, context: RestoreContext) throws -> String? {
+    public func takeSafetyCopy(for plan: RestorePlan, context: RestoreContext, progress: RestoreProgress) throws -> String? {
         let details = try plan.details(as: ArchiveRestoreDetails.self)
         guard !details.overwritten.isEmpty else { return nil }
         let root = try Self.openDestination(plan.destination)
@@ -409,11 +409,12 @@ public struct ArchiveTarget: BackupTarget {
     /// inode), extracts the overwritten files from the safety tarball, and removes the folders
     /// it made above the destination.
     public func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
-                                progress: RestoreProgress) throws {
-        guard let undo = progress.keptForRollback(as: ArchiveUndo.self) else { return }
+                                progress: RestoreProgress) throws -> [String] {
+        guard let undo = progress.keptForRollback(as: ArchiveUndo.self) else { return [] }
         var problems = undo.extractor?.rollback() ?? []
         if let safetyCopy {
             do {
+                try Fault.point("rollback")
                 try Self.extractAll(safetyCopy, into: plan.destination)
             } catch {
                 problems.append("putting back the overwritten files from the safety copy failed: \(error)")
@@ -421,6 +422,7 @@ public struct ArchiveTarget: BackupTarget {
         }
         guard problems.isEmpty else { throw OperationError(problems.joined(separator: "; ")) }
         for dir in undo.madeAncestors.reversed() { rmdir(dir) }
+        return []
     }
 
     /// Opens the destination folder for the restore; a symlink there is refused with the folder

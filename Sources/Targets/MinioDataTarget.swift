@@ -176,8 +176,8 @@ public struct MinioDataTarget: BackupTarget {
         if let stopCommand { try hook("stop", stopCommand, logger: context.logger) }
     }
 
-    public func takeSafetyCopy(for plan: RestorePlan, context: RestoreContext) throws -> String? {
-        try archive.takeSafetyCopy(for: plan, context: context)
+    public func takeSafetyCopy(for plan: RestorePlan, context: RestoreContext, progress: RestoreProgress) throws -> String? {
+        try archive.takeSafetyCopy(for: plan, context: context, progress: progress)
     }
 
     public func applyRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
@@ -186,7 +186,7 @@ public struct MinioDataTarget: BackupTarget {
     }
 
     public func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
-                                progress: RestoreProgress) throws {
+                                progress: RestoreProgress) throws -> [String] {
         try archive.rollBackRestore(plan, safetyCopy: safetyCopy, context: context, progress: progress)
     }
 

@@ -501,7 +501,7 @@ extension RsyncSnapshotTarget {
     /// A hard-link snapshot of what is there now (rsync writes new files and renames them into
     /// place, so the linked old contents stay intact); a full copy across devices. With
     /// `--path`, only the parts restored.
-    public func takeSafetyCopy(for plan: RestorePlan, context: RestoreContext) throws -> String? {
+    public func takeSafetyCopy(for plan: RestorePlan, context: RestoreContext, progress: RestoreProgress) throws -> String? {
         guard plan.safetyCopy == .hardLinkTree else { return nil }
         let details = try plan.details(as: RsyncRestoreDetails.self)
         let destination = plan.destination
@@ -575,10 +575,11 @@ extension RsyncSnapshotTarget {
     /// part), removes the parts that did not exist before; with no safety copy, empties (or
     /// removes) the destination the restore filled.
     public func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
-                                progress: RestoreProgress) throws {
+                                progress: RestoreProgress) throws -> [String] {
         let details = try plan.details(as: RsyncRestoreDetails.self)
         let destination = plan.destination
         var problems: [String] = []
+        try Fault.point("rollback")
         if let safety = safetyCopy {
             if details.prefixes.isEmpty {
                 let outcome = try ChildProcess("rsync", preserveOptions + ["--delete", "--", safety + "/", destination + "/"]).run()
@@ -597,6 +598,7 @@ extension RsyncSnapshotTarget {
             for child in RawPath(destination).children() ?? [] { try FileOps.removeTree(RawPath(destination).appending(child)) }
         }
         if !problems.isEmpty { throw OperationError(problems.joined(separator: "; ")) }
+        return []
     }
 }
 

@@ -164,7 +164,7 @@ extension SQLiteTarget {
     }
 
     /// A consistent copy of the current database (including its WAL) via the backup API.
-    public func takeSafetyCopy(for plan: RestorePlan, context: RestoreContext) throws -> String? {
+    public func takeSafetyCopy(for plan: RestorePlan, context: RestoreContext, progress: RestoreProgress) throws -> String? {
         guard try plan.details(as: SQLiteRestoreDetails.self).replacesExisting else { return nil }
         let safetyPath = try context.safetyPath(target: name, suffix: ".db")
         do {
@@ -221,15 +221,17 @@ extension SQLiteTarget {
     /// Copies the safety copy back with the backup API (or removes the new file when nothing
     /// was there before).
     public func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
-                                progress: RestoreProgress) throws {
+                                progress: RestoreProgress) throws -> [String] {
         let details = try plan.details(as: SQLiteRestoreDetails.self)
+        try Fault.point("rollback")
         guard let safetyCopy else {
             try FileOps.removeTree(plan.destination)
-            return
+            return ["the new file was removed"]
         }
         unlink(plan.destination)
         try SQLiteDatabase(path: safetyCopy, readOnly: true).backup(to: plan.destination)
         _ = details.ownership.apply(to: plan.destination)
+        return []
     }
 }
 

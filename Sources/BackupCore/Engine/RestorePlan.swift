@@ -212,7 +212,7 @@ extension BackupTarget {
         return plan
     }
 
-    public func takeSafetyCopy(for plan: RestorePlan, context: RestoreContext) throws -> String? { nil }
+    public func takeSafetyCopy(for plan: RestorePlan, context: RestoreContext, progress: RestoreProgress) throws -> String? { nil }
 
     public func prepareRestore(_ plan: RestorePlan, context: RestoreContext) throws {}
 
@@ -224,7 +224,7 @@ extension BackupTarget {
     }
 
     public func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
-                                progress: RestoreProgress) throws {
+                                progress: RestoreProgress) throws -> [String] {
         throw OperationError("\(kind) targets have no rollback step")
     }
 
@@ -266,11 +266,11 @@ extension BackupTarget {
             throw error
         }
         defer { if !succeeded { _ = finishRestore(plan, context: context, succeeded: false) } }
-        let safety = try takeSafetyCopy(for: plan, context: context)
+        let progress = RestoreProgress()
+        let safety = try takeSafetyCopy(for: plan, context: context, progress: progress)
         if let safety {
             context.logger.info("safety copy (\(plan.safetyCopy.rawValue)) of \(plan.destination): \(safety)", metadata: .logFileOnly)
         }
-        let progress = RestoreProgress()
         let outcome: RestoreOutcome
         do {
             outcome = try applyRestore(plan, safetyCopy: safety, context: context, progress: progress)
@@ -280,10 +280,12 @@ extension BackupTarget {
                 throw OperationError("restore of \(name) failed before it changed \(plan.destination)\(kept): \(error)")
             }
             context.logger.error("restore failed (\(error)); rolling back")
+            let undone: [String]
             do {
-                try Fault.point("rollback")
-                try rollBackRestore(plan, safetyCopy: safety, context: context, progress: progress)
+                undone = try rollBackRestore(plan, safetyCopy: safety, context: context, progress: progress)
             } catch let rollbackError {
+                // The next run must see what is left: the journal (if the kind wrote one) stays.
+                context.journal?.keepAfterFailure()
                 let kept = safety.map { "; \(plan.safetyCopyHolds) in the safety copy \($0)" } ?? "; there is no safety copy (nothing was overwritten)"
                 let message = "restore of \(name) into \(plan.destination) failed (\(error)) AND THE ROLLBACK FAILED (\(rollbackError)); "
                     + "\(plan.destination) is NOT as it was\(kept)"
@@ -291,8 +293,9 @@ extension BackupTarget {
                 throw OperationError(message)
             }
             let to = safety.map { " to the safety copy \($0)" } ?? ""
-            context.logger.error("restore of \(name) failed; rolled back\(to)")
-            throw OperationError("restore of \(name) into \(plan.destination) failed and was rolled back\(to): \(error)")
+            let done = undone.isEmpty ? "" : " (\(undone.joined(separator: "; ")))"
+            context.logger.error("restore of \(name) failed; rolled back\(to)\(done)")
+            throw OperationError("restore of \(name) into \(plan.destination) failed and was rolled back\(to)\(done): \(error)")
         }
         succeeded = true
         warnings = finishRestore(plan, context: context, succeeded: true)

@@ -38,8 +38,10 @@ public protocol BackupTarget: Sendable {
     func planRestore(_ record: TargetRecord, context: RestoreContext) throws -> RestorePlan
 
     /// Takes the safety copy `plan.safetyCopy` names and returns its path (nil when the plan
-    /// needs none). Throws, with nothing changed, when it cannot. Default: none.
-    func takeSafetyCopy(for plan: RestorePlan, context: RestoreContext) throws -> String?
+    /// needs none; a folder when there are several). Throws, with nothing changed, when it
+    /// cannot. What the later steps need from it goes in `progress` (`keepForRollback`).
+    /// Default: none.
+    func takeSafetyCopy(for plan: RestorePlan, context: RestoreContext, progress: RestoreProgress) throws -> String?
 
     /// Puts the backup in place as `plan` says, calling `progress.willChangeDestination()`
     /// before its first change; checks the result and throws if it is wrong. It never rolls
@@ -58,8 +60,9 @@ public protocol BackupTarget: Sendable {
     /// Default: nothing.
     func finishRestore(_ plan: RestorePlan, context: RestoreContext, succeeded: Bool) -> [String]
 
-    /// `progress` holds what `applyRestore` kept for it (`keepForRollback`).
-    func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext, progress: RestoreProgress) throws
+    /// `progress` holds what the earlier steps kept for it (`keepForRollback`). Returns what
+    /// was put back, for the error message; throws when something could not be.
+    func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext, progress: RestoreProgress) throws -> [String]
 
     /// Whether this kind implements `restoreDrill`, so `verify --restore-test` can say which
     /// kinds have a drill before any backup exists. A kind that implements one sets it to true.
