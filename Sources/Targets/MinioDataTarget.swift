@@ -192,7 +192,7 @@ public struct MinioDataTarget: BackupTarget {
 
     /// Starts MinIO again (`START_CMD`) whatever happened; a failure is a warning after a
     /// restore that worked, and an error in the log after one that did not.
-    public func finishRestore(_ plan: RestorePlan, context: RestoreContext, succeeded: Bool) -> [String] {
+    public func finishRestore(_ plan: RestorePlan, context: RestoreContext, succeeded: Bool) throws -> [String] {
         guard let startCommand else { return [] }
         do { try hook("start", startCommand, logger: context.logger) } catch {
             if succeeded { return ["\(error)"] }

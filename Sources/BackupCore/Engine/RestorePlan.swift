@@ -216,7 +216,7 @@ extension BackupTarget {
 
     public func prepareRestore(_ plan: RestorePlan, context: RestoreContext) throws {}
 
-    public func finishRestore(_ plan: RestorePlan, context: RestoreContext, succeeded: Bool) -> [String] { [] }
+    public func finishRestore(_ plan: RestorePlan, context: RestoreContext, succeeded: Bool) throws -> [String] { [] }
 
     public func applyRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
                              progress: RestoreProgress) throws -> RestoreOutcome {
@@ -259,13 +259,20 @@ extension BackupTarget {
         let started = Date()
         var succeeded = false
         var warnings: [String] = []
+        func finishAfterFailure() {
+            do {
+                for line in try finishRestore(plan, context: context, succeeded: false) { context.logger.warning("\(line)") }
+            } catch {
+                context.logger.error("after the failed restore of \(name): \(error)")
+            }
+        }
         do {
             try prepareRestore(plan, context: context)
         } catch {
-            _ = finishRestore(plan, context: context, succeeded: false)
+            finishAfterFailure()
             throw error
         }
-        defer { if !succeeded { _ = finishRestore(plan, context: context, succeeded: false) } }
+        defer { if !succeeded { finishAfterFailure() } }
         let progress = RestoreProgress()
         let safety = try takeSafetyCopy(for: plan, context: context, progress: progress)
         if let safety {
@@ -298,7 +305,7 @@ extension BackupTarget {
             throw OperationError("restore of \(name) into \(plan.destination) failed and was rolled back\(to)\(done): \(error)")
         }
         succeeded = true
-        warnings = finishRestore(plan, context: context, succeeded: true)
+        warnings = try finishRestore(plan, context: context, succeeded: true)
         let seconds = Date().timeIntervalSince(started)
         var report = RestoreReport(target: name, destination: plan.destination, safetyCopy: safety, dryRun: false,
                                    lines: plan.lines + outcome.lines, facts: plan.facts.merging(outcome.facts) { $1 })

@@ -56,9 +56,10 @@ public protocol BackupTarget: Sendable {
     func prepareRestore(_ plan: RestorePlan, context: RestoreContext) throws
 
     /// Called once the restore finished or was rolled back (or `prepareRestore` failed),
-    /// whatever happened: e.g. starts the application again. Returns warnings for the report.
-    /// Default: nothing.
-    func finishRestore(_ plan: RestorePlan, context: RestoreContext, succeeded: Bool) -> [String]
+    /// whatever happened: e.g. starts the application again. Returns warnings for the report;
+    /// a throw after a restore that worked fails the restore (the data stays restored), after
+    /// one that failed it is logged. Default: nothing.
+    func finishRestore(_ plan: RestorePlan, context: RestoreContext, succeeded: Bool) throws -> [String]
 
     /// `progress` holds what the earlier steps kept for it (`keepForRollback`). Returns what
     /// was put back, for the error message; throws when something could not be.
