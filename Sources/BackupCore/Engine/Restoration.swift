@@ -65,6 +65,7 @@ extension BackupEngine {
             }
         }
         tagged.debug("planning the restore of \(name) from backup \(set.id)")
+        try Fault.point("restore-plan")
         let context = RestoreContext(setDirectory: set.directory, setID: set.id, safetyDirectory: repository.safetyDirectory,
                                      options: options, logger: tagged, showProgress: showProgress)
         var plan = try target.planRestore(record, context: context)
