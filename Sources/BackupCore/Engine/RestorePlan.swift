@@ -283,8 +283,9 @@ extension BackupTarget {
             outcome = try applyRestore(plan, safetyCopy: safety, context: context, progress: progress)
         } catch {
             guard progress.changedDestination else {
-                let kept = safety.map { " (the safety copy \($0) is kept)" } ?? ""
-                throw OperationError("restore of \(name) failed before it changed \(plan.destination)\(kept): \(error)")
+                // Nothing was changed: nothing to roll back, and the error keeps its own exit code.
+                if let safety { context.logger.info("the restore of \(name) failed before it changed \(plan.destination); the safety copy \(safety) is kept") }
+                throw error
             }
             context.logger.error("restore failed (\(error)); rolling back")
             let undone: [String]
