@@ -84,20 +84,19 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
             }
             return d
         }
-        var options = RestoreOptions(destination: destination, dryRun: true, force: force, paths: path,
+        let options = RestoreOptions(destination: destination, dryRun: dryRun, force: force, paths: path,
                                      intoDatabase: into, targetTime: targetTime, toLatest: toLatest,
                                      owner: owner, group: group, verifyAfter: verify, keepSetuid: keepSetuid)
-        // Always show the plan first.
-        let plan = try session.engine.restore(target: target, id: backup, options: options)
+        // The plan is worked out once: shown, confirmed, and then carried out as it is.
+        let plan = try session.engine.planRestore(target: target, id: backup, options: options)
         if dryRun {
-            if json { try printJSON(plan) } else { printReport(plan) }
+            if json { try printJSON(plan) } else { printPlan(plan) }
             return
         }
-        if !json { printReport(plan) }
+        if !json { printPlan(plan) }
         fflush(nil)  // the plan comes before anything the restore logs on stderr
         try confirm("Restore \(target) as shown above?", yes: yes)
-        options.dryRun = false
-        let report = try session.engine.restore(target: target, id: backup, options: options)
+        let report = try session.engine.carryOut(plan)
         if json { try printJSON(report) } else { printReport(report, after: plan) }
     }
 
@@ -113,27 +112,28 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
         let names = session.deployment.targets.map(\.name).filter { set.manifest?.record(for: $0)?.status == .ok }
         guard !names.isEmpty else { throw OperationError("backup \(set.id) holds no good backup of a configured target") }
         let base = to.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }
-        func options(_ name: String, dry: Bool) -> RestoreOptions {
+        func options(_ name: String) -> RestoreOptions {
             // A trailing slash tells single-file targets that this is a folder to write into.
-            RestoreOptions(destination: base.map { "\($0)/\(name)/" }, dryRun: dry, force: force, owner: owner, group: group, verifyAfter: verify,
-                           keepSetuid: keepSetuid)
+            RestoreOptions(destination: base.map { "\($0)/\(name)/" }, dryRun: dryRun, force: force, owner: owner, group: group,
+                           verifyAfter: verify, keepSetuid: keepSetuid)
         }
-        var plans: [RestoreReport] = []
+        var plans: [RestorePlan] = []
         for name in names {
-            plans.append(try session.engine.restore(target: name, id: set.id, options: options(name, dry: true)))
+            plans.append(try session.engine.planRestore(target: name, id: set.id, options: options(name)))
         }
-        if dryRun || !json { plans.forEach { printReport($0) } }
+        if dryRun && json { return try printJSON(plans) }
+        if dryRun || !json { plans.forEach { printPlan($0) } }
         fflush(nil)
         if dryRun { return }
         try confirm("Restore \(names.joined(separator: ", ")) from backup \(set.id) as shown above?", yes: yes)
         var reports: [RestoreReport] = []
-        for name in names {
+        for plan in plans {
             do {
-                reports.append(try session.engine.restore(target: name, id: set.id, options: options(name, dry: false)))
+                reports.append(try session.engine.carryOut(plan))
             } catch {
                 if !reports.isEmpty {
                     // Whether its own rollback worked is in the error itself (ROLLBACK FAILED if not).
-                    session.engine.logger.error("restore of \(name) failed (see the error below); already restored from \(set.id), and left so: \(reports.map(\.target).joined(separator: ", "))")
+                    session.engine.logger.error("restore of \(plan.target) failed (see the error below); already restored from \(set.id), and left so: \(reports.map(\.target).joined(separator: ", "))")
                 }
                 throw error
             }
@@ -145,10 +145,16 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
         }
     }
 
+    /// Prints a plan: the lines the administrator confirms.
+    private func printPlan(_ plan: RestorePlan) {
+        print("Restore plan for \(plan.target):")
+        for line in plan.lines { print("  \(line)") }
+    }
+
     /// Prints a plan, or a report; a report printed after its plan leaves out the plan's lines.
     /// A safety copy's path is printed once, however many lines of the report name it.
-    private func printReport(_ report: RestoreReport, after plan: RestoreReport? = nil) {
-        print(report.dryRun ? "Restore plan for \(report.target):" : "Restore report for \(report.target):")
+    private func printReport(_ report: RestoreReport, after plan: RestorePlan? = nil) {
+        print("Restore report for \(report.target):")
         let shown = Set(plan?.lines ?? [])
         var printed: [String] = []
         for line in report.lines where !shown.contains(line) {

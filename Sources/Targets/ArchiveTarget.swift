@@ -236,7 +236,10 @@ public struct ArchiveTarget: BackupTarget {
         return findings
     }
 
-    public func restore(_ record: TargetRecord, context: RestoreContext) throws -> RestoreReport {
+    /// Reads the whole archive (checksum, and a refusal of any entry that could escape the
+    /// destination), then looks at what is at each name in the destination now: the entries to
+    /// create and the files to overwrite, whose tarball is the safety copy. Writes nothing.
+    public func planRestore(_ record: TargetRecord, context: RestoreContext) throws -> RestorePlan {
         guard let artifact = record.artifacts.first else { throw OperationError("backup of \(name) has no files") }
         let archivePath = context.setDirectory + "/" + artifact.path
         var destination = context.options.destination ?? record.facts["base"]?.stringValue ?? base
@@ -253,7 +256,7 @@ public struct ArchiveTarget: BackupTarget {
 
         // Pass 1: read the whole archive; refuse it if any entry could escape the destination,
         // goes through a symlink of the archive, or is something a restore never creates.
-        var plan: [(entry: ArchiveEntryInfo, parts: [[UInt8]])] = []
+        var entries: [(entry: ArchiveEntryInfo, parts: [[UInt8]])] = []
         var screening = ArchiveScreening()
         do {
             let reader = try HashingFileReader(path: archivePath)
@@ -261,7 +264,7 @@ public struct ArchiveTarget: BackupTarget {
             let archive = try ArchiveReader(source: reader)
             while let e = try archive.next() {
                 screening.screen(e)
-                if let parts = BeneathDirectory.components(of: e.rawPath), !parts.isEmpty, wanted(parts) { plan.append((e, parts)) }
+                if let parts = BeneathDirectory.components(of: e.rawPath), !parts.isEmpty, wanted(parts) { entries.append((e, parts)) }
                 try archive.readData()
             }
             try reader.drain()
@@ -270,19 +273,20 @@ public struct ArchiveTarget: BackupTarget {
             }
         }
         try screening.verdict(artifact: artifact.path)
-        if !prefixes.isEmpty && plan.isEmpty {
+        if !prefixes.isEmpty && entries.isEmpty {
             throw UsageError("no entry of \(artifact.path) matches --path \(context.options.paths.joined(separator: " "))")
         }
 
         // Pass 2, still writing nothing: what is at each name in the destination now, looked up
         // below it without following links. A link or a file where a folder must go, a folder
         // where a file must go, or a special file in the way stops the restore here.
-        let existing = FileOps.exists(destination) ? try Self.openDestination(destination) : nil
-        var overwritten: [(key: RawPath, parts: [[UInt8]])] = []
+        let state = DestinationState.of(destination)
+        let existing = state.exists ? try Self.openDestination(destination) : nil
+        var overwritten: [ArchiveRestoreDetails.Overwritten] = []
         var overwrittenKeys = Set<RawPath>()
         var conflicts: [String] = []
         var replaces: [Bool] = []
-        for (e, parts) in plan {
+        for (e, parts) in entries {
             var st: stat?
             do {
                 st = try existing?.status(parts[...])
@@ -300,7 +304,7 @@ public struct ArchiveTarget: BackupTarget {
                 conflicts.append("\(destination)/\(e.path) exists and is a \(ArchiveScreening.kind(type)); not replacing it")
             } else {
                 let key = ArchiveExtractor.key(parts)
-                if overwrittenKeys.insert(key).inserted { overwritten.append((key, parts)) }
+                if overwrittenKeys.insert(key).inserted { overwritten.append(.init(key: key, parts: parts)) }
             }
         }
         if !conflicts.isEmpty {
@@ -310,92 +314,115 @@ public struct ArchiveTarget: BackupTarget {
             BeneathDirectory.components(of: key).map(wanted) ?? false
         }
 
-        var report = RestoreReport(target: name, destination: destination, dryRun: context.options.dryRun)
-        report.lines.append("source: backup \(context.setID), \(artifact.path) (\(Format.bytes(artifact.bytes)))")
-        report.lines.append("destination: \(destination)")
-        report.lines.append("entries to write: \(plan.count) (\(overwritten.count) existing file(s) overwritten)")
-        if context.options.dryRun {
-            for (i, (e, _)) in plan.prefix(50).enumerated() {
-                report.lines.append("  \(replaces[i] ? "overwrite" : "create   ") \(e.path)")
-            }
-            if plan.count > 50 { report.lines.append("  ... and \(plan.count - 50) more") }
-            if !setID.isEmpty && !context.options.keepSetuid {
-                report.lines.append("\(setID.count) file(s) have set-user-ID/set-group-ID bits; they will be restored without them (--keep-setuid keeps them): \(Self.names(setID))")
-            }
-            return report
+        var plan = RestorePlan(target: name, kind: kind, setID: context.setID, destination: destination,
+                               safetyCopy: overwritten.isEmpty ? .none : .tarballOfOverwritten, destinationState: state)
+        plan.safetyCopyHolds = "the overwritten files are"
+        plan.lines.append("source: backup \(context.setID), \(artifact.path) (\(Format.bytes(artifact.bytes)))")
+        plan.lines.append("destination: \(destination)")
+        plan.lines.append("entries to write: \(entries.count) (\(overwritten.count) existing file(s) overwritten)")
+        for (i, (e, _)) in entries.prefix(50).enumerated() {
+            plan.lines.append("  \(replaces[i] ? "overwrite" : "create   ") \(e.path)")
         }
+        if entries.count > 50 { plan.lines.append("  ... and \(entries.count - 50) more") }
+        if !setID.isEmpty && !context.options.keepSetuid {
+            plan.lines.append("\(setID.count) file(s) have set-user-ID/set-group-ID bits; they will be restored without them (--keep-setuid keeps them): \(Self.names(setID))")
+        }
+        if !overwritten.isEmpty { plan.lines.append("a tarball of the \(overwritten.count) file(s) overwritten is taken into \(context.safetyDirectory) first") }
+        plan.details = ArchiveRestoreDetails(artifact: artifact, prefixes: prefixes, entries: entries.count, overwritten: overwritten)
+        return plan
+    }
 
-        let started = Date()
-        let madeAncestors = Self.missingAncestors(of: destination)
-        try FileOps.makeDirectory(destination)
-        let root = try existing ?? Self.openDestination(destination)
-        // Safety copy: a tarball of every file or link the restore will replace, read below the
-        // destination without following links.
-        var safety: String?
-        if !overwritten.isEmpty {
-            let safetyPath = try context.safetyPath(target: name, suffix: ".tar.gz")
+    /// A tarball of every file or link the restore will replace, read below the destination
+    /// without following links.
+    public func takeSafetyCopy(for plan: RestorePlan, context: RestoreContext, progress: RestoreProgress) throws -> String? {
+        let details = try plan.details(as: ArchiveRestoreDetails.self)
+        guard !details.overwritten.isEmpty else { return nil }
+        let root = try Self.openDestination(plan.destination)
+        let safetyPath = try context.safetyPath(target: name, suffix: ".tar.gz")
+        do {
             let w = try HashingFileWriter(path: safetyPath)
             let a = try ArchiveWriter(sink: w, format: .tar, compression: .gzip(level: 1))
-            for (key, parts) in overwritten {
-                try a.addObject(in: try root.folder(parts.dropLast()), parts.last!, as: key)
+            for o in details.overwritten {
+                try a.addObject(in: try root.folder(o.parts.dropLast()), o.parts.last!, as: o.key)
             }
             try a.close()
             _ = try w.finish()
-            safety = safetyPath
-            report.safetyCopy = safetyPath
-            context.logger.info("safety copy of \(overwritten.count) file(s) that will be overwritten: \(safetyPath)")
+        } catch {
+            unlink(safetyPath)
+            throw OperationError("could not take the safety copy of the \(details.overwritten.count) file(s) to overwrite (\(error)); nothing was restored")
         }
+        return safetyPath
+    }
 
+    /// What an archive restore's rollback needs: the folders it made above the destination,
+    /// and the extractor that knows every entry it created or changed.
+    private final class ArchiveUndo: @unchecked Sendable {
+        let madeAncestors: [String]
+        var extractor: ArchiveExtractor?
+        init(madeAncestors: [String]) { self.madeAncestors = madeAncestors }
+    }
+
+    /// Extracts the planned entries with the safe extractor, which replaces only the files the
+    /// plan listed as overwritten (and kept in the safety copy).
+    public func applyRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
+                             progress: RestoreProgress) throws -> RestoreOutcome {
+        let details = try plan.details(as: ArchiveRestoreDetails.self)
+        let destination = plan.destination, artifact = details.artifact
+        let prefixes = details.prefixes
+        func wanted(_ parts: [[UInt8]]) -> Bool { prefixes.isEmpty || prefixes.contains { parts.starts(with: $0) } }
+        let undo = ArchiveUndo(madeAncestors: Self.missingAncestors(of: destination))
+        progress.keepForRollback(undo)
+        progress.willChangeDestination()
+        try FileOps.makeDirectory(destination)
+        let root = try Self.openDestination(destination)
         var bytes: Int64 = 0
         let extractor = ArchiveExtractor(root: root, restoreOwner: getuid() == 0, keepSetID: context.options.keepSetuid,
-                                         replaceable: overwrittenKeys)
-        do {
-            let reader = try HashingFileReader(path: archivePath)
-            defer { reader.close() }
-            let archive = try ArchiveReader(source: reader)
-            while let e = try archive.next() {
-                try Interrupts.shared.checkpoint()
-                guard let parts = BeneathDirectory.components(of: e.rawPath), !parts.isEmpty, wanted(parts) else {
-                    try archive.readData()
-                    continue
-                }
-                try extractor.extractCurrent(from: archive)
-                bytes += e.size
+                                         replaceable: Set(details.overwritten.map(\.key)))
+        undo.extractor = extractor
+        let reader = try HashingFileReader(path: context.setDirectory + "/" + artifact.path)
+        defer { reader.close() }
+        let archive = try ArchiveReader(source: reader)
+        while let e = try archive.next() {
+            try Interrupts.shared.checkpoint()
+            guard let parts = BeneathDirectory.components(of: e.rawPath), !parts.isEmpty, wanted(parts) else {
+                try archive.readData()
+                continue
             }
-            try reader.drain()
-            guard reader.hexDigest() == artifact.sha256 else {
-                throw OperationError("\(artifact.path) changed between the check and the extraction")
-            }
-            try extractor.close()
-        } catch {
-            context.logger.error("restore failed (\(error)); rolling back")
-            var problems = extractor.rollback()
-            if let safety {
-                do {
-                    try Fault.point("rollback")
-                    try Self.extractAll(safety, into: destination)
-                } catch {
-                    problems.append("putting back the overwritten files from the safety copy failed: \(error)")
-                }
-            }
-            if problems.isEmpty {
-                for dir in madeAncestors.reversed() { rmdir(dir) }
-                throw OperationError("restore of \(name) failed and was rolled back: \(error)")
-            }
-            let where_ = safety.map { "the overwritten files are in the safety copy \($0)" } ?? "nothing was overwritten (no safety copy)"
-            let message = "restore of \(name) failed (\(error)) and its ROLLBACK FAILED: \(problems.joined(separator: "; ")); \(destination) is NOT as it was; \(where_)"
-            context.logger.critical("\(message)")
-            throw OperationError(message)
+            try extractor.extractCurrent(from: archive)
+            bytes += e.size
         }
-        let seconds = Date().timeIntervalSince(started)
-        report.facts = ["entries": .number(Double(plan.count)), "bytes": .number(Double(bytes)), "seconds": .number(seconds)]
-        report.lines.append("restored \(plan.count) entries, \(Format.bytes(bytes)) in \(Format.seconds(seconds))")
+        try reader.drain()
+        guard reader.hexDigest() == artifact.sha256 else {
+            throw OperationError("\(artifact.path) changed between the check and the extraction")
+        }
+        try extractor.close()
+        var outcome = RestoreOutcome(lines: ["restored \(details.entries) entries, \(Format.bytes(bytes))"],
+                                     facts: ["entries": .number(Double(details.entries)), "bytes": .number(Double(bytes))])
         if !extractor.strippedSetID.isEmpty {
-            report.facts["setIDRemoved"] = .number(Double(extractor.strippedSetID.count))
-            report.lines.append("set-user-ID/set-group-ID bits removed from \(extractor.strippedSetID.count) file(s) (--keep-setuid keeps them): \(Self.names(extractor.strippedSetID))")
+            outcome.facts["setIDRemoved"] = .number(Double(extractor.strippedSetID.count))
+            outcome.lines.append("set-user-ID/set-group-ID bits removed from \(extractor.strippedSetID.count) file(s) (--keep-setuid keeps them): \(Self.names(extractor.strippedSetID))")
         }
-        if let safety { report.lines.append("safety copy: \(safety)") }
-        return report
+        return outcome
+    }
+
+    /// Removes what the extraction created and puts back the modes it changed (by device and
+    /// inode), extracts the overwritten files from the safety tarball, and removes the folders
+    /// it made above the destination.
+    public func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
+                                progress: RestoreProgress) throws -> [String] {
+        guard let undo = progress.keptForRollback(as: ArchiveUndo.self) else { return [] }
+        var problems = undo.extractor?.rollback() ?? []
+        if let safetyCopy {
+            do {
+                try Fault.point("rollback")
+                try Self.extractAll(safetyCopy, into: plan.destination)
+            } catch {
+                problems.append("putting back the overwritten files from the safety copy failed: \(error)")
+            }
+        }
+        guard problems.isEmpty else { throw OperationError(problems.joined(separator: "; ")) }
+        for dir in undo.madeAncestors.reversed() { rmdir(dir) }
+        return []
     }
 
     /// Opens the destination folder for the restore; a symlink there is refused with the folder
@@ -544,5 +571,31 @@ extension ArchiveTarget {
             lines += DrillChecks.shown(problems).map { "  " + $0 }
         }
         return DrillReport(target: name, setID: context.setID, passed: problems.isEmpty, restoreSeconds: seconds, lines: lines)
+    }
+}
+
+/// What an archive restore plan holds for its apply step.
+struct ArchiveRestoreDetails: RestorePlanDetails {
+    /// A file or link the restore replaces (kept in the safety tarball first).
+    struct Overwritten: Sendable {
+        var key: RawPath
+        var parts: [[UInt8]]
+    }
+    /// The tarball in the set.
+    var artifact: Artifact
+    /// The `--path` prefixes, as name components (bytes).
+    var prefixes: [[[UInt8]]]
+    /// How many entries are written.
+    var entries: Int
+    /// The files and links overwritten: the only ones the extractor may replace.
+    var overwritten: [Overwritten]
+
+    private enum CodingKeys: String, CodingKey { case artifact, paths, entries, overwritten }
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(artifact, forKey: .artifact)
+        try c.encode(prefixes.map { RawPath(bytes: Array($0.joined(separator: [UInt8(ascii: "/")]))).display }, forKey: .paths)
+        try c.encode(entries, forKey: .entries)
+        try c.encode(overwritten.map(\.key.display), forKey: .overwritten)
     }
 }

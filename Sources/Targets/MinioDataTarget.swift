@@ -169,17 +169,43 @@ public struct MinioDataTarget: BackupTarget {
         return findings
     }
 
-    public func restore(_ record: TargetRecord, context: RestoreContext) throws -> RestoreReport {
-        if context.options.dryRun {
-            var plan = try archive.restore(record, context: context)
-            if let stopCommand { plan.lines.insert("before: \(stopCommand)", at: 0) }
-            if let startCommand { plan.lines.append("after: \(startCommand)") }
-            return plan
+    /// The archive target's plan, between the stop and start hooks.
+    public func planRestore(_ record: TargetRecord, context: RestoreContext) throws -> RestorePlan {
+        var plan = try archive.planRestore(record, context: context)
+        plan.kind = kind
+        if let stopCommand { plan.lines.insert("before: \(stopCommand)", at: 0) }
+        if let startCommand { plan.lines.append("after: \(startCommand)") }
+        return plan
+    }
+
+    /// Stops MinIO (`STOP_CMD`) before the safety copy; if that fails, nothing is restored.
+    public func prepareRestore(_ plan: RestorePlan, context: RestoreContext) throws {
+        if let stopCommand { try hook("stop", stopCommand, logger: context.logger) }
+    }
+
+    public func takeSafetyCopy(for plan: RestorePlan, context: RestoreContext, progress: RestoreProgress) throws -> String? {
+        try archive.takeSafetyCopy(for: plan, context: context, progress: progress)
+    }
+
+    public func applyRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
+                             progress: RestoreProgress) throws -> RestoreOutcome {
+        try archive.applyRestore(plan, safetyCopy: safetyCopy, context: context, progress: progress)
+    }
+
+    public func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
+                                progress: RestoreProgress) throws -> [String] {
+        try archive.rollBackRestore(plan, safetyCopy: safetyCopy, context: context, progress: progress)
+    }
+
+    /// Starts MinIO again (`START_CMD`) whatever happened; a failure is a warning after a
+    /// restore that worked, and an error in the log after one that did not.
+    public func finishRestore(_ plan: RestorePlan, context: RestoreContext, succeeded: Bool) throws -> [String] {
+        guard let startCommand else { return [] }
+        do { try hook("start", startCommand, logger: context.logger) } catch {
+            if succeeded { return ["\(error)"] }
+            context.logger.error("\(error)")
         }
-        var warnings: [String] = []
-        var report = try stopped(logger: context.logger, warnings: &warnings) { try archive.restore(record, context: context) }
-        report.lines += warnings.map { "warning: \($0)" }
-        return report
+        return []
     }
 }
 

@@ -267,13 +267,17 @@ public struct PgBaseBackupTarget: BackupTarget {
 
     // MARK: restore
 
-    public func restore(_ record: TargetRecord, context: RestoreContext) throws -> RestoreReport {
+    /// The data directory, the WAL range and recovery target for point-in-time recovery, and
+    /// whether the current directory is renamed aside (the safety copy) or the restore goes
+    /// into an empty or new one. Changes nothing.
+    public func planRestore(_ record: TargetRecord, context: RestoreContext) throws -> RestorePlan {
         let options = context.options
         guard let destination = options.destination.map({ $0.hasSuffix("/") ? String($0.dropLast()) : $0 }) ?? dataDirectory else {
             throw UsageError("say where the cluster goes: --to DATA_DIR, or set \(key("DATA_DIR"))")
         }
         guard let artifact = record.artifacts.first else { throw OperationError("backup of \(name) has no files") }
-        var report = RestoreReport(target: name, destination: destination, dryRun: options.dryRun)
+        var report = RestorePlan(target: name, kind: kind, setID: context.setID, destination: destination, safetyCopy: .none,
+                                 destinationState: DestinationState.of(destination))
         let finishedAt = record.facts["backupFinishedAt"]?.stringValue.flatMap(Format.parseISO8601) ?? record.finishedAt
         report.lines.append("source: backup \(context.setID), \(artifact.path) (\(Format.bytes(artifact.bytes))), PostgreSQL \(record.facts["serverVersion"]?.stringValue ?? "?"), finished \(Format.iso8601(finishedAt))")
         report.lines.append("destination: data directory \(destination), owned by \(options.owner ?? restoreOwner)")
@@ -332,89 +336,103 @@ public struct PgBaseBackupTarget: BackupTarget {
             report.lines.append("the current \(destination) is moved aside to \(destination).pre-restore-<time> (kept)")
         }
         if let startCommand { report.lines.append("after: runs \(startCommand)") }
-        if options.dryRun { return report }
-
-        let started = Date()
-        let existed = FileOps.exists(destination)
-        // The journal: what a kill -9 from here on leaves, so the next run can roll it back.
-        func note(_ phase: String, aside: String?, _ summary: String) throws {
-            try context.journal?.record(["destination": .string(destination), "existed": .bool(existed), "phase": .string(phase),
-                                         "aside": aside.map { .string($0) } ?? .null], summary: summary)
-        }
-        if stopCommand != nil {
-            try note("stopping", aside: nil, "it ran STOP_CMD: PostgreSQL on \(destination) may be stopped; the data directory is unchanged")
-        }
-        if let stopCommand { try Self.shell(stopCommand, what: "STOP_CMD") }
-        /// After STOP_CMD, every way out that leaves the old cluster in place starts it again.
-        func restartAfterFailure(_ why: String) -> String {
-            guard let startCommand else { return why }
-            do { try Self.shell(startCommand, what: "START_CMD"); return why + "; START_CMD ran again" } catch {
-                return why + "; START_CMD FAILED too (\(error)): start PostgreSQL by hand"
-            }
-        }
-        if FileOps.exists(pidFile) && Self.pidIsAlive(pidFile) {
-            throw OperationError(restartAfterFailure("PostgreSQL is still running on \(destination) after STOP_CMD; nothing was changed"))
-        }
-        var aside: String?
-        if nonEmpty {
-            let f = DateFormatter()
-            f.locale = Locale(identifier: "en_US_POSIX")
-            f.dateFormat = "yyyyMMdd_HHmmss"
-            let path = "\(destination).pre-restore-\(f.string(from: Date()))"
-            try note("replacing", aside: path, "data directory \(destination) is partly restored; the previous one is (or is about to be) moved aside to \(path)")
-            do { try FileOps.rename(destination, to: path) } catch {
-                throw OperationError(restartAfterFailure("cannot move \(destination) aside (\(error)); nothing was changed"))
-            }
-            aside = path
-            report.safetyCopy = path
-            context.logger.info("moved the current data directory aside: \(path)")
-        }
-        if aside == nil {
-            try note("replacing", aside: nil, "data directory \(destination) is partly restored\(existed ? " (it was an empty folder)" : " (it did not exist)")")
-        }
-        do {
-            try Interrupts.shared.checkpoint()
-            try extract(context.setDirectory + "/" + artifact.path, sha256: artifact.sha256, into: destination)
-            if pitr { try writeRecoverySettings(destination, targetTime: options.targetTime) }
-            try Self.shell("chown -R \(Self.shellQuote(options.owner ?? restoreOwner)): \(Self.shellQuote(destination))", what: "chown")
-            chmod(destination, 0o700)
-            try Interrupts.shared.checkpoint()
-            try Fault.point("restore-pg-basebackup")
-        } catch {
-            // Remove only what this restore created: the old directory was moved aside, or
-            // there was none.
-            var rollbackProblem: String?
-            do {
-                try Fault.point("rollback")
-                if aside != nil || !existed {
-                    try FileOps.removeTree(destination)
-                } else {
-                    // It was an empty directory (perhaps a mount point): empty it again.
-                    for child in (try? FileManager.default.contentsOfDirectory(atPath: destination)) ?? [] {
-                        try FileOps.removeTree(destination + "/" + child)
-                    }
-                }
-            } catch { rollbackProblem = "cannot remove the partial \(destination): \(error)" }
-            if let aside, rollbackProblem == nil {
-                do { try FileOps.rename(aside, to: destination) } catch { rollbackProblem = "cannot move \(aside) back: \(error)" }
-            }
-            if let rollbackProblem {
-                context.journal?.keepAfterFailure()
-                context.logger.error("restore of \(destination) failed AND THE ROLLBACK FAILED: \(rollbackProblem)")
-                throw OperationError("restore into \(destination) failed (\(error)) AND THE ROLLBACK FAILED (\(rollbackProblem))\(aside.map { "; the previous data directory is \($0)" } ?? "")")
-            }
-            context.logger.error("restore of \(destination) failed; \(aside != nil ? "put the previous data directory back" : "removed the partial one")")
-            throw OperationError(restartAfterFailure("restore into \(destination) failed and was rolled back: \(error)"))
-        }
-        if let startCommand { try Self.shell(startCommand, what: "START_CMD") }
-        let seconds = Date().timeIntervalSince(started)
-        report.facts = ["seconds": .number(seconds), "bytes": .number(Double(artifact.bytes))]
-        report.lines.append("restored in \(Format.seconds(seconds))\(pitr ? "; recovery.signal written: the server recovers when it starts" : "")")
-        if pitr {
-            report.lines.append("once the data is checked, turn archiving back on (Backstop set archive_mode = off): psql -c 'ALTER SYSTEM RESET archive_mode' -c 'ALTER SYSTEM RESET restore_command' -c 'ALTER SYSTEM RESET recovery_target_time' -c 'ALTER SYSTEM RESET recovery_target_action', then restart PostgreSQL")
-        }
-        if let aside { report.lines.append("previous data directory: \(aside)") }
+        report.safetyCopy = nonEmpty ? .renameAside : .none
+        report.safetyCopyHolds = "the previous data directory is"
+        report.details = PgBaseBackupRestoreDetails(artifact: artifact, pitr: pitr, targetTime: options.targetTime,
+                                                    owner: options.owner ?? restoreOwner, existed: FileOps.exists(destination))
         return report
+    }
+
+    /// Records in the journal what a kill -9 from here on leaves, so the next run can roll it back.
+    private func note(_ plan: RestorePlan, _ context: RestoreContext, _ phase: String, aside: String?, _ summary: String) throws {
+        let existed = (try? plan.details(as: PgBaseBackupRestoreDetails.self).existed) ?? true
+        try context.journal?.record(["destination": .string(plan.destination), "existed": .bool(existed), "phase": .string(phase),
+                                     "aside": aside.map { .string($0) } ?? .null], summary: summary)
+    }
+
+    /// Runs STOP_CMD, and refuses (nothing changed) if PostgreSQL still runs on the directory.
+    public func prepareRestore(_ plan: RestorePlan, context: RestoreContext) throws {
+        if let stopCommand {
+            try note(plan, context, "stopping", aside: nil, "it ran STOP_CMD: PostgreSQL on \(plan.destination) may be stopped; the data directory is unchanged")
+            try Self.shell(stopCommand, what: "STOP_CMD")
+        }
+        let pidFile = plan.destination + "/postmaster.pid"
+        if FileOps.exists(pidFile) && Self.pidIsAlive(pidFile) {
+            throw OperationError("PostgreSQL is still running on \(plan.destination)\(stopCommand != nil ? " after STOP_CMD" : " (stop it first, or set \(key("STOP_CMD")))"); nothing was changed")
+        }
+    }
+
+    /// Renames the current data directory aside (kept, never deleted) when it is not empty.
+    public func takeSafetyCopy(for plan: RestorePlan, context: RestoreContext, progress: RestoreProgress) throws -> String? {
+        let destination = plan.destination
+        guard plan.safetyCopy == .renameAside else {
+            let existed = try plan.details(as: PgBaseBackupRestoreDetails.self).existed
+            try note(plan, context, "replacing", aside: nil, "data directory \(destination) is partly restored\(existed ? " (it was an empty folder)" : " (it did not exist)")")
+            return nil
+        }
+        let path = "\(destination).pre-restore-\(Self.asideStamp())"
+        try note(plan, context, "replacing", aside: path, "data directory \(destination) is partly restored; the previous one is (or is about to be) moved aside to \(path)")
+        do { try FileOps.rename(destination, to: path) } catch {
+            throw OperationError("cannot move \(destination) aside (\(error)); nothing was changed")
+        }
+        context.logger.info("moved the current data directory aside: \(path)")
+        return path
+    }
+
+    private static func asideStamp() -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.dateFormat = "yyyyMMdd_HHmmss"
+        return f.string(from: Date())
+    }
+
+    /// Extracts the base backup into the data directory, writes the recovery settings for
+    /// point-in-time recovery, and gives it to the cluster's owner (0700).
+    public func applyRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
+                             progress: RestoreProgress) throws -> RestoreOutcome {
+        let details = try plan.details(as: PgBaseBackupRestoreDetails.self)
+        let destination = plan.destination
+        try Interrupts.shared.checkpoint()
+        progress.willChangeDestination()
+        try extract(context.setDirectory + "/" + details.artifact.path, sha256: details.artifact.sha256, into: destination)
+        if details.pitr { try writeRecoverySettings(destination, targetTime: details.targetTime) }
+        try Self.shell("chown -R \(Self.shellQuote(details.owner)): \(Self.shellQuote(destination))", what: "chown")
+        chmod(destination, 0o700)
+        try Interrupts.shared.checkpoint()
+        try Fault.point("restore-pg-basebackup")
+        var outcome = RestoreOutcome(facts: ["bytes": .number(Double(details.artifact.bytes))])
+        if details.pitr {
+            outcome.lines.append("recovery.signal written: the server recovers when it starts")
+            outcome.lines.append("once the data is checked, turn archiving back on (Backstop set archive_mode = off): psql -c 'ALTER SYSTEM RESET archive_mode' -c 'ALTER SYSTEM RESET restore_command' -c 'ALTER SYSTEM RESET recovery_target_time' -c 'ALTER SYSTEM RESET recovery_target_action', then restart PostgreSQL")
+        }
+        if let safetyCopy { outcome.lines.append("previous data directory: \(safetyCopy)") }
+        return outcome
+    }
+
+    /// Removes only what this restore created (the old directory was moved aside, or there was
+    /// none; an empty directory, perhaps a mount point, is emptied again), then moves the
+    /// previous directory back.
+    public func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
+                                progress: RestoreProgress) throws -> [String] {
+        let details = try plan.details(as: PgBaseBackupRestoreDetails.self)
+        let destination = plan.destination
+        try Fault.point("rollback")
+        if safetyCopy != nil || !details.existed {
+            do { try FileOps.removeTree(destination) } catch { throw OperationError("cannot remove the partial \(destination): \(error)") }
+        } else {
+            for child in (try? FileManager.default.contentsOfDirectory(atPath: destination)) ?? [] {
+                do { try FileOps.removeTree(destination + "/" + child) } catch { throw OperationError("cannot remove the partial \(destination): \(error)") }
+            }
+        }
+        guard let aside = safetyCopy else { return ["removed the partial data directory"] }
+        do { try FileOps.rename(aside, to: destination) } catch { throw OperationError("cannot move \(aside) back: \(error)") }
+        return ["put the previous data directory back"]
+    }
+
+    /// Runs START_CMD after the restore, or after its rollback (the old cluster is back).
+    public func finishRestore(_ plan: RestorePlan, context: RestoreContext, succeeded: Bool) throws -> [String] {
+        if let startCommand { try Self.shell(startCommand, what: "START_CMD") }
+        return []
     }
 
     /// Extracts the tarball, refusing unsafe names, and checks its checksum as it reads.
@@ -919,4 +937,18 @@ extension PgBaseBackupTarget {
         let tail = text.split(separator: "\n").suffix(3).joined(separator: " | ")
         return tail.isEmpty ? "(no server log)" : tail
     }
+}
+
+/// What a base-backup restore plan holds for its apply step.
+struct PgBaseBackupRestoreDetails: RestorePlanDetails {
+    /// The tarball in the set.
+    var artifact: Artifact
+    /// Whether recovery settings are written (point-in-time recovery).
+    var pitr: Bool
+    /// The recovery target time, if any.
+    var targetTime: Date?
+    /// Who owns the restored directory.
+    var owner: String
+    /// Whether the destination existed when the plan was made.
+    var existed: Bool
 }

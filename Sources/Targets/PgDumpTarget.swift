@@ -332,7 +332,11 @@ public struct PgDumpTarget: BackupTarget {
         }
     }
 
-    public func restore(_ record: TargetRecord, context: RestoreContext) throws -> RestoreReport {
+    /// Which databases are replaced or created, checked against the server now (this role can
+    /// drop and create them; `--into` does not replace an existing database without `--force`),
+    /// the roles the backup has that the server lacks, and a safety dump of every database that
+    /// exists. Changes nothing.
+    public func planRestore(_ record: TargetRecord, context: RestoreContext) throws -> RestorePlan {
         if context.options.targetTime != nil || context.options.toLatest {
             throw UsageError("--to-time and --to-latest need a base backup with a WAL archive (kind pg_basebackup); \(name) is a logical dump")
         }
@@ -353,9 +357,8 @@ public struct PgDumpTarget: BackupTarget {
         }
         let maintenance = try maintenanceConnection(avoiding: stored.map { context.options.intoDatabase ?? $0.name })
         defer { maintenance.close() }
-        let major = PostgresMajor(serverVersion: maintenance.serverVersion)
-        var report = RestoreReport(target: name, destination: server.label, dryRun: context.options.dryRun)
-        var plans: [(StoredDatabase, String, Bool)] = []
+        var plan = RestorePlan(target: name, kind: kind, setID: context.setID, destination: server.label, safetyCopy: .none)
+        var planned: [PgDumpRestoreDetails.Database] = []
         // Restoring drops and recreates: refuse before touching anything if this role could drop
         // the database but not create it again.
         let role = try maintenance.query("SELECT current_user, rolsuper::text, rolcreatedb::text FROM pg_roles WHERE rolname = current_user").first ?? []
@@ -372,105 +375,153 @@ public struct PgDumpTarget: BackupTarget {
                try maintenance.scalar("SELECT pg_has_role(current_user, $1, 'MEMBER')::text", parameters: [owner]) != "true" {
                 throw OperationError("role \(roleName) does not own database \(targetName) (its owner is \(owner)) and cannot drop it; nothing was changed. Restore as \(owner) or as a superuser")
             }
-            plans.append((db, targetName, exists))
-            report.lines.append("source: backup \(context.setID), \(db.artifact.path) (\(Format.bytes(db.artifact.bytes))), database \(db.name)")
-            report.lines.append("target: database \(targetName) on \(server.label) (PostgreSQL \(PostgresServer.versionText(maintenance.serverVersion)))")
+            planned.append(.init(stored: db, targetName: targetName, existed: exists))
+            plan.lines.append("source: backup \(context.setID), \(db.artifact.path) (\(Format.bytes(db.artifact.bytes))), database \(db.name)")
+            plan.lines.append("target: database \(targetName) on \(server.label) (PostgreSQL \(PostgresServer.versionText(maintenance.serverVersion)))")
             if exists && context.options.intoDatabase != nil && !context.options.force {
                 throw UsageError("database \(targetName) already exists; choose another --into name or add --force to replace it")
             }
             if exists {
-                report.lines.append("  it exists: a safety dump goes to \(context.safetyDirectory)/ first; other connections are terminated; it is dropped and recreated")
+                plan.lines.append("  it exists: a safety dump goes to \(context.safetyDirectory)/ first; other connections are terminated; it is dropped and recreated")
             } else {
-                report.lines.append("  it does not exist yet: it is created")
+                plan.lines.append("  it does not exist yet: it is created")
             }
-            if let t = db.tables { report.lines.append("  expected: \(t.count) tables, \(t.values.reduce(0, +)) rows (checked after the restore)") }
+            if let t = db.tables { plan.lines.append("  expected: \(t.count) tables, \(t.values.reduce(0, +)) rows (checked after the restore)") }
         }
         let roles = try missingRoles(record, setDirectory: context.setDirectory, maintenance)
         if let roles, !roles.missing.isEmpty {
-            report.lines.append("roles in the backup that this server lacks, created first\(roles.passwords ? " (with their passwords)" : " (without passwords)"): \(roles.missing.map(\.name).joined(separator: ", "))")
+            plan.lines.append("roles in the backup that this server lacks, created first\(roles.passwords ? " (with their passwords)" : " (without passwords)"): \(roles.missing.map(\.name).joined(separator: ", "))")
         }
-        if context.options.dryRun { return report }
+        plan.safetyCopy = planned.contains(where: \.existed) ? .databaseDump : .none
+        plan.safetyCopyHolds = "the databases as they were before the restore are"
+        plan.details = PgDumpRestoreDetails(databases: planned, roles: roles)
+        return plan
+    }
 
-        let pgRestore = try server.tool("pg_restore", for: major)
-        let pgDump = try server.tool("pg_dump", for: major)
-        let psql = try server.tool("psql", for: major)
-        let tools = Tools(pgRestore: pgRestore, pgDump: pgDump, psql: psql)
-        let started = Date()
-        var totalRows: Int64 = 0, totalTables = 0
-        // Every safety dump first: if one cannot be taken, nothing has been touched yet.
+    /// What the steps of one pg_dump restore share: the maintenance connection, the tools, the
+    /// journal's entries, the safety dumps and the databases replaced so far.
+    private final class PgDumpRun: @unchecked Sendable {
+        let maintenance: PGConnection
+        let tools: Tools
+        var journaled: [[String: JSONValue]]
         var safeties: [String: (path: String, meta: [String: JSONValue])] = [:]
-        // The journal: what a kill -9 at any instant from here on would leave, written before
-        // each change, so the next run can say so and roll it back (restore --resume-rollback).
-        var journaled: [[String: JSONValue]] = plans.map { ["name": .string($0.1), "existed": .bool($0.2), "phase": .string("planned")] }
-        func note(_ index: Int, _ fields: [String: JSONValue], _ summary: String) throws {
-            journaled[index].merge(fields) { $1 }
-            try context.journal?.record(["server": .string(server.label), "databases": .array(journaled.map { .object($0) })], summary: summary)
+        var replaced: [String] = []
+        init(maintenance: PGConnection, tools: Tools, journaled: [[String: JSONValue]]) {
+            self.maintenance = maintenance
+            self.tools = tools
+            self.journaled = journaled
         }
-        for (index, (_, targetName, exists)) in plans.enumerated() where exists {
-            let path = try context.safetyPath(target: name, suffix: "-\(Self.fileSafe(targetName)).dump")
-            try note(index, ["phase": .string("safety-dump"), "safetyDump": .string(path)],
-                     "it was taking a safety dump of database \(targetName) into \(path); nothing was changed yet")
-            try dumpForSafety(database: targetName, to: path, tool: pgDump)
-            let meta = try databaseMeta(maintenance, targetName)
-            safeties[targetName] = (path, meta)
-            try note(index, ["phase": .string("safety-dumped"), "meta": .object(meta)],
-                     "it took a safety dump of database \(targetName) (\(path)); nothing was changed yet")
-            report.lines.append("safety copy of \(targetName): \(path)")
-            context.logger.info("safety dump of \(targetName): \(path)", metadata: .logFileOnly)
+        deinit { maintenance.close() }
+    }
+
+    /// Records in the journal what a kill -9 from here on would leave, before each change, so
+    /// the next run can say so and roll it back (restore --resume-rollback).
+    private func note(_ run: PgDumpRun, _ index: Int, _ fields: [String: JSONValue], _ summary: String, _ context: RestoreContext) throws {
+        run.journaled[index].merge(fields) { $1 }
+        try context.journal?.record(["server": .string(server.label), "databases": .array(run.journaled.map { .object($0) })], summary: summary)
+    }
+
+    /// Connects, refuses if a database appeared or went since the plan, and takes a safety dump
+    /// of every database the plan replaces (all of them before anything is touched). Several
+    /// dumps: returns the folder holding them.
+    public func takeSafetyCopy(for plan: RestorePlan, context: RestoreContext, progress: RestoreProgress) throws -> String? {
+        let details = try plan.details(as: PgDumpRestoreDetails.self)
+        let maintenance = try maintenanceConnection(avoiding: details.databases.map(\.targetName))
+        let major = PostgresMajor(serverVersion: maintenance.serverVersion)
+        let tools: Tools
+        do {
+            tools = Tools(pgRestore: try server.tool("pg_restore", for: major), pgDump: try server.tool("pg_dump", for: major),
+                          psql: try server.tool("psql", for: major))
+        } catch {
+            maintenance.close()
+            throw error
         }
-        if let roles, !roles.missing.isEmpty {
+        let run = PgDumpRun(maintenance: maintenance, tools: tools, journaled: details.databases.map {
+            ["name": .string($0.targetName), "existed": .bool($0.existed), "phase": .string("planned")]
+        })
+        progress.keepForRollback(run)
+        for db in details.databases {
+            let exists = try maintenance.scalar("SELECT 1 FROM pg_database WHERE datname = $1", parameters: [db.targetName]) != nil
+            if exists != db.existed {
+                throw OperationError("database \(db.targetName) \(exists ? "was created" : "was dropped") after the restore plan was made; nothing was restored: run the restore again to see a new plan")
+            }
+        }
+        for (index, db) in details.databases.enumerated() where db.existed {
+            let path = try context.safetyPath(target: name, suffix: "-\(Self.fileSafe(db.targetName)).dump")
+            try note(run, index, ["phase": .string("safety-dump"), "safetyDump": .string(path)],
+                     "it was taking a safety dump of database \(db.targetName) into \(path); nothing was changed yet", context)
+            try dumpForSafety(database: db.targetName, to: path, tool: tools.pgDump)
+            let meta = try databaseMeta(maintenance, db.targetName)
+            run.safeties[db.targetName] = (path, meta)
+            try note(run, index, ["phase": .string("safety-dumped"), "meta": .object(meta)],
+                     "it took a safety dump of database \(db.targetName) (\(path)); nothing was changed yet", context)
+            context.logger.info("safety dump of \(db.targetName): \(path)", metadata: .logFileOnly)
+        }
+        // One safety dump: its path; several: the folder holding them (each is listed in the report).
+        let paths = run.safeties.values.map(\.path).sorted()
+        return paths.count > 1 ? context.safetyDirectory : paths.first
+    }
+
+    /// Creates the missing roles, then replaces (or creates) each database in turn: locked
+    /// out, loaded, row counts compared with the manifest, settings and privileges put back.
+    public func applyRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
+                             progress: RestoreProgress) throws -> RestoreOutcome {
+        let details = try plan.details(as: PgDumpRestoreDetails.self)
+        guard let run = progress.keptForRollback(as: PgDumpRun.self) else { throw OperationError("no connection for the restore of \(name)") }
+        let maintenance = run.maintenance
+        var outcome = RestoreOutcome()
+        for (name, safety) in run.safeties.sorted(by: { $0.key < $1.key }) { outcome.lines.append("safety copy of \(name): \(safety.path)") }
+        if let roles = details.roles, !roles.missing.isEmpty {
             for line in try createRoles(roles, maintenance) {
-                report.lines.append(line)
+                outcome.lines.append(line)
                 context.logger.info("\(line)")
             }
         }
-        // One safety dump: its path; several: the folder holding them (each is listed above).
-        let safetyPaths = safeties.values.map(\.path).sorted()
-        report.safetyCopy = safetyPaths.count > 1 ? context.safetyDirectory : safetyPaths.first
-        var replaced: [String] = []
-        for (index, (db, targetName, exists)) in plans.enumerated() {
-            do {
-                replaced.append(targetName)
-                let meta = safeties[targetName]?.meta ?? db.meta
-                let limit = meta["connlimit"]?.stringValue ?? "-1"
-                try note(index, ["phase": .string("replacing")], exists
-                         ? "database \(targetName) is dropped or half-restored, possibly at CONNECTION LIMIT 0 (it was \(limit)) without its settings and privileges; its state before the restore is in \(safeties[targetName]?.path ?? "?")"
-                         : "database \(targetName) (which did not exist before) is half-restored")
-                let ended = try recreate(maintenance, targetName, meta: meta, dropFirst: exists, lockOut: true)
-                if ended > 0 { report.lines.append("ended \(ended) other session(s) connected to \(targetName)") }
-                try load(db, into: targetName, setDirectory: context.setDirectory, scratch: context.safetyDirectory, tools: tools)
-                try Fault.point("restore-pg-dump")
-                let (tables, rows) = try compareCounts(db, database: targetName)
-                for problem in applyProperties(maintenance, targetName, meta: meta) {
-                    report.lines.append("warning: could not put back \(problem)")
-                    context.logger.warning("\(targetName): could not put back \(problem)")
-                }
-                try reopen(maintenance, targetName, meta: meta)
-                try note(index, ["phase": .string("restored")],
-                         "database \(targetName) was restored from backup \(context.setID), but the restore did not finish (\(plans.count) database(s) in all)")
-                totalRows += rows
-                totalTables += tables
-                report.lines.append("restored \(db.name) into \(targetName): \(tables) tables, \(rows) rows\(db.tables == nil ? " (no exact counts in the manifest to compare)" : ", every count matches the manifest")")
-            } catch {
-                // Put back every database this restore touched, not only the one that failed.
-                let (outcome, failedRollbacks) = rollBack(replaced.map { ($0, safeties[$0]) }, maintenance: maintenance, pgRestore: tools.pgRestore)
-                if !failedRollbacks.isEmpty {
-                    context.journal?.keepAfterFailure()
-                    context.logger.error("restore of \(targetName) failed AND THE ROLLBACK FAILED for \(failedRollbacks.joined(separator: "; "))")
-                    throw OperationError("restore of \(targetName) failed (\(error)) AND THE ROLLBACK FAILED for \(failedRollbacks.joined(separator: "; "))")
-                }
-                context.logger.error("restore of \(targetName) failed; \(outcome.joined(separator: "; ")): \(error)")
-                throw OperationError("restore of \(targetName) failed and was rolled back to its state before the restore (\(outcome.joined(separator: "; "))): \(error)")
+        var totalRows: Int64 = 0, totalTables = 0
+        for (index, planned) in details.databases.enumerated() {
+            let (db, targetName, exists) = (planned.stored, planned.targetName, planned.existed)
+            progress.willChangeDestination()
+            run.replaced.append(targetName)
+            let meta = run.safeties[targetName]?.meta ?? db.meta
+            let limit = meta["connlimit"]?.stringValue ?? "-1"
+            try note(run, index, ["phase": .string("replacing")], exists
+                     ? "database \(targetName) is dropped or half-restored, possibly at CONNECTION LIMIT 0 (it was \(limit)) without its settings and privileges; its state before the restore is in \(run.safeties[targetName]?.path ?? "?")"
+                     : "database \(targetName) (which did not exist before) is half-restored", context)
+            let ended = try recreate(maintenance, targetName, meta: meta, dropFirst: exists, lockOut: true)
+            if ended > 0 { outcome.lines.append("ended \(ended) other session(s) connected to \(targetName)") }
+            try load(db, into: targetName, setDirectory: context.setDirectory, scratch: context.safetyDirectory, tools: run.tools)
+            try Fault.point("restore-pg-dump")
+            let (tables, rows) = try compareCounts(db, database: targetName)
+            for problem in applyProperties(maintenance, targetName, meta: meta) {
+                outcome.lines.append("warning: could not put back \(problem)")
+                context.logger.warning("\(targetName): could not put back \(problem)")
             }
+            try reopen(maintenance, targetName, meta: meta)
+            try note(run, index, ["phase": .string("restored")],
+                     "database \(targetName) was restored from backup \(context.setID), but the restore did not finish (\(details.databases.count) database(s) in all)", context)
+            totalRows += rows
+            totalTables += tables
+            outcome.lines.append("restored \(db.name) into \(targetName): \(tables) tables, \(rows) rows\(db.tables == nil ? " (no exact counts in the manifest to compare)" : ", every count matches the manifest")")
         }
-        let seconds = Date().timeIntervalSince(started)
-        report.facts = ["seconds": .number(seconds), "tables": .number(Double(totalTables)), "rows": .number(Double(totalRows)),
-                        "safetyCopies": .array(safetyPaths.map { .string($0) }),
-                        "bytes": .number(Double(stored.reduce(0) { $0 + $1.artifact.bytes }))]
+        let stored = details.databases.map(\.stored)
+        let safetyPaths = run.safeties.values.map(\.path).sorted()
+        outcome.facts = ["tables": .number(Double(totalTables)), "rows": .number(Double(totalRows)),
+                         "safetyCopies": .array(safetyPaths.map { .string($0) }),
+                         "bytes": .number(Double(stored.reduce(0) { $0 + $1.artifact.bytes }))]
         let how = Set(stored.map { Self.format(of: $0.artifact) }).map { $0 == .sqlGzip ? "psql --single-transaction" : $0 == .customZstd && jobs == 1 ? "pg_restore" : "pg_restore -j \(jobs)" }
-        report.lines.append("restored in \(Format.seconds(seconds)) with \(how.sorted().joined(separator: " and "))")
-        for safety in safetyPaths { report.lines.append("safety copy: \(safety)") }
-        return report
+        outcome.lines.append("loaded with \(how.sorted().joined(separator: " and "))")
+        return outcome
+    }
+
+    /// Puts back every database this restore touched, not only the one that failed.
+    public func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
+                                progress: RestoreProgress) throws -> [String] {
+        guard let run = progress.keptForRollback(as: PgDumpRun.self) else { return [] }
+        let (done, failed) = rollBack(run.replaced.map { ($0, run.safeties[$0]) }, maintenance: run.maintenance, pgRestore: run.tools.pgRestore)
+        if !failed.isEmpty {
+            throw OperationError("for \(failed.joined(separator: "; "))\(done.isEmpty ? "" : " (done: \(done.joined(separator: "; ")))")")
+        }
+        return done
     }
 
     /// Puts back each database: recreated from its safety dump (with its settings, privileges
@@ -1045,5 +1096,34 @@ extension PgDumpTarget {
             lines.append("membership: \(sql.dropLast())")
         }
         return lines
+    }
+}
+
+/// What a pg_dump restore plan holds for its apply step.
+struct PgDumpRestoreDetails: RestorePlanDetails {
+    /// One database restored.
+    struct Database: Sendable {
+        var stored: PgDumpTarget.StoredDatabase
+        var targetName: String
+        /// Whether it existed when the plan was made (then it is dumped first, and dropped).
+        var existed: Bool
+    }
+    var databases: [Database]
+    /// The roles to create first; their statements (which may hold password hashes) are never shown.
+    var roles: PgDumpTarget.RolePlan?
+
+    private enum CodingKeys: String, CodingKey { case databases, rolesToCreate }
+    private enum DatabaseKeys: String, CodingKey { case name, into, existed, artifact }
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        var list = c.nestedUnkeyedContainer(forKey: .databases)
+        for db in databases {
+            var d = list.nestedContainer(keyedBy: DatabaseKeys.self)
+            try d.encode(db.stored.name, forKey: .name)
+            try d.encode(db.targetName, forKey: .into)
+            try d.encode(db.existed, forKey: .existed)
+            try d.encode(db.stored.artifact.path, forKey: .artifact)
+        }
+        try c.encode(roles?.missing.map(\.name) ?? [], forKey: .rolesToCreate)
     }
 }

@@ -390,10 +390,40 @@ public struct RsyncSnapshotTarget: BackupTarget {
         findings.append(Finding(.info, target: name, "snapshot: \(entries.count) files, \(Format.bytes(apparent)); unique to this snapshot now: \(Format.bytes(unique))\(context.deep ? "; every file re-hashed" : "")"))
         return findings
     }
+}
 
-    // MARK: restore
+// MARK: restore
 
-    public func restore(_ record: TargetRecord, context: RestoreContext) throws -> RestoreReport {
+/// What an rsync restore plan holds for its apply step.
+struct RsyncRestoreDetails: RestorePlanDetails {
+    /// The snapshot tree restored from.
+    var snapshot: String
+    /// The `--path` prefixes (relative, checked); empty for the whole tree.
+    var prefixes: [String]
+    /// The rsync arguments the restore runs, exactly.
+    var arguments: [String]
+    /// Whether the destination existed when the plan was made (with none and no safety copy,
+    /// a rollback removes the folder the restore made).
+    var destinationExisted: Bool
+    /// The manifest entries restored (checked after rsync); not shown in `--json`.
+    var scope: [FileTreeEntry]
+
+    private enum CodingKeys: String, CodingKey { case snapshot, prefixes, arguments, destinationExisted, files }
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(snapshot, forKey: .snapshot)
+        try c.encode(prefixes, forKey: .prefixes)
+        try c.encode(arguments, forKey: .arguments)
+        try c.encode(destinationExisted, forKey: .destinationExisted)
+        try c.encode(scope.count, forKey: .files)
+    }
+}
+
+extension RsyncSnapshotTarget {
+    /// The rsync command, the files it writes and deletes (from `rsync -n` over an existing
+    /// destination), and a hard-link copy of the destination as the safety copy when it is
+    /// not empty.
+    public func planRestore(_ record: TargetRecord, context: RestoreContext) throws -> RestorePlan {
         guard let artifact = record.artifacts.first else { throw OperationError("backup of \(name) has no per-file manifest") }
         let targetDir = context.setDirectory + "/" + (artifact.path as NSString).deletingLastPathComponent
         let snapshot = targetDir + "/" + Self.treeFolder
@@ -422,7 +452,8 @@ public struct RsyncSnapshotTarget: BackupTarget {
         }
         let scope = entries.filter(inScope)
         let scopeBytes = scope.reduce(Int64(0)) { $0 + $1.size }
-        let destExists = FileOps.exists(destination)
+        let state = DestinationState.of(destination)
+        let destExists = state.exists
         let nonEmpty = destExists && !(RawPath(destination).children() ?? []).isEmpty
 
         var args = preserveOptions
@@ -436,112 +467,83 @@ public struct RsyncSnapshotTarget: BackupTarget {
         args += prefixes.isEmpty ? [snapshot + "/"] : prefixes.map { "\(snapshot)/./\($0)" }
         args.append(destination + "/")
 
-        var report = RestoreReport(target: name, destination: destination, dryRun: context.options.dryRun)
-        report.lines.append("source: backup \(context.setID), snapshot \(snapshot)")
-        report.lines.append("destination: \(destination)\(prefixes.isEmpty ? "" : " (only \(prefixes.joined(separator: ", ")))")")
-        report.lines.append("from the backup: \(scope.count) file(s), \(Format.bytes(scopeBytes))")
-        if owner != nil || group != nil { report.lines.append("owner:group set to \(owner ?? "-"):\(group ?? "-")") }
-        if let restoreChmod { report.lines.append("modes set with --chmod=\(restoreChmod)") }
+        var plan = RestorePlan(target: name, kind: kind, setID: context.setID, destination: destination,
+                               safetyCopy: nonEmpty ? .hardLinkTree : .none, destinationState: state)
+        plan.lines.append("source: backup \(context.setID), snapshot \(snapshot)")
+        plan.lines.append("destination: \(destination)\(prefixes.isEmpty ? "" : " (only \(prefixes.joined(separator: ", ")))")")
+        plan.lines.append("from the backup: \(scope.count) file(s), \(Format.bytes(scopeBytes))")
+        if owner != nil || group != nil { plan.lines.append("owner:group set to \(owner ?? "-"):\(group ?? "-")") }
+        if let restoreChmod { plan.lines.append("modes set with --chmod=\(restoreChmod)") }
 
-        if context.options.dryRun {
-            var writes = 0, deletes = 0
-            var shown: [String] = []
-            if destExists {
-                let outcome = try Self.runRsync(["-n"] + args) { line in
-                    if line.isTransferredFile { writes += 1 } else if line.isDeletion { deletes += 1 } else { return }
-                    if shown.count < 50 { shown.append("  \(line.isDeletion ? "delete" : "write ") \(RawPath(bytes: line.name).display)") }
-                }
-                guard outcome.status == 0 else { throw outcome.error("rsync --dry-run") }
-            } else {
-                writes = scope.count
-                shown = scope.prefix(50).map { "  write  \($0.path.display)" }
+        var writes = 0, deletes = 0
+        var shown: [String] = []
+        if destExists {
+            let outcome = try Self.runRsync(["-n"] + args) { line in
+                if line.isTransferredFile { writes += 1 } else if line.isDeletion { deletes += 1 } else { return }
+                if shown.count < 50 { shown.append("  \(line.isDeletion ? "delete" : "write ") \(RawPath(bytes: line.name).display)") }
             }
-            report.lines.append("files to write: \(writes); files to delete: \(deletes)\(prefixes.isEmpty ? "" : " (--path never deletes)")")
-            report.lines += shown
-            if writes + deletes > shown.count { report.lines.append("  ... and \(writes + deletes - shown.count) more") }
-            report.lines.append(nonEmpty ? "a hard-link copy of the current files is taken into \(context.safetyDirectory) first" : "the destination is empty: no safety copy needed")
-            return report
+            guard outcome.status == 0 else { throw outcome.error("rsync --dry-run") }
+        } else {
+            writes = scope.count
+            shown = scope.prefix(50).map { "  write  \($0.path.display)" }
         }
+        plan.lines.append("files to write: \(writes); files to delete: \(deletes)\(prefixes.isEmpty ? "" : " (--path never deletes)")")
+        plan.lines += shown
+        if writes + deletes > shown.count { plan.lines.append("  ... and \(writes + deletes - shown.count) more") }
+        plan.lines.append(nonEmpty ? "a hard-link copy of the current files is taken into \(context.safetyDirectory) first" : "the destination is empty: no safety copy needed")
+        plan.facts = ["files": .number(Double(scope.count)), "bytes": .number(Double(scopeBytes)),
+                      "filesToWrite": .number(Double(writes)), "filesToDelete": .number(Double(deletes))]
+        plan.details = RsyncRestoreDetails(snapshot: snapshot, prefixes: prefixes, arguments: args,
+                                           destinationExisted: destExists, scope: scope)
+        return plan
+    }
 
-        let started = Date()
-        // Safety copy: a hard-link snapshot of what is there now (rsync writes new files and
-        // renames them into place, so the linked old contents stay intact).
-        var safety: String?
-        var safetyCopied: [String] = []
-        if nonEmpty {
-            let safetyPath = try context.safetyPath(target: name, suffix: "")
-            try FileOps.makeDirectory(safetyPath)
-            let sameDevice = (RawPath(destination).lstat()?.st_dev).map { $0 == RawPath(safetyPath).lstat()?.st_dev } ?? false
-            let items = prefixes.isEmpty ? ["."] : prefixes.filter { FileOps.exists(destination + "/" + $0) }
-            for item in items {
-                let from = item == "." ? destination + "/." : destination + "/" + item
-                let to = item == "." ? safetyPath : safetyPath + "/" + item
-                if item != "." { try FileOps.makeDirectory((to as NSString).deletingLastPathComponent) }
-                let (outcome, _) = try ChildProcess("cp", [sameDevice ? "-al" : "-a", "--", from, to]).capture()
-                guard outcome.status == 0 else {
-                    try? FileOps.removeTree(safetyPath)
-                    throw OperationError("could not take the safety copy (\(outcome.lastErrorLine)); nothing was restored")
-                }
-                safetyCopied.append(item)
+    /// A hard-link snapshot of what is there now (rsync writes new files and renames them into
+    /// place, so the linked old contents stay intact); a full copy across devices. With
+    /// `--path`, only the parts restored.
+    public func takeSafetyCopy(for plan: RestorePlan, context: RestoreContext, progress: RestoreProgress) throws -> String? {
+        guard plan.safetyCopy == .hardLinkTree else { return nil }
+        let details = try plan.details(as: RsyncRestoreDetails.self)
+        let destination = plan.destination
+        let safetyPath = try context.safetyPath(target: name, suffix: "")
+        try FileOps.makeDirectory(safetyPath)
+        let sameDevice = (RawPath(destination).lstat()?.st_dev).map { $0 == RawPath(safetyPath).lstat()?.st_dev } ?? false
+        let items = details.prefixes.isEmpty ? ["."] : details.prefixes.filter { FileOps.exists(destination + "/" + $0) }
+        for item in items {
+            let from = item == "." ? destination + "/." : destination + "/" + item
+            let to = item == "." ? safetyPath : safetyPath + "/" + item
+            if item != "." { try FileOps.makeDirectory((to as NSString).deletingLastPathComponent) }
+            let (outcome, _) = try ChildProcess("cp", [sameDevice ? "-al" : "-a", "--", from, to]).capture()
+            guard outcome.status == 0 else {
+                try? FileOps.removeTree(safetyPath)
+                throw OperationError("could not take the safety copy (\(outcome.lastErrorLine)); nothing was restored")
             }
-            safety = safetyPath
-            report.safetyCopy = safetyPath
-            context.logger.info("safety copy (\(sameDevice ? "hard links" : "full copy")) of the current files: \(safetyPath)", metadata: .logFileOnly)
         }
+        context.logger.info("safety copy made with \(sameDevice ? "hard links" : "a full copy")", metadata: .logFileOnly)
+        return safetyPath
+    }
 
-        func rollBack(_ reason: String) -> OperationError {
-            context.logger.error("restore failed (\(reason)); rolling back")
-            var problems: [String] = []
-            do {
-                try Fault.point("rollback")
-                if let safety {
-                    for item in safetyCopied {
-                        let outcome: ChildProcess.Outcome
-                        if item == "." {
-                            outcome = try ChildProcess("rsync", preserveOptions + ["--delete", "--", safety + "/", destination + "/"]).run()
-                        } else {
-                            try FileOps.removeTree(destination + "/" + item)
-                            outcome = try ChildProcess("cp", ["-a", "--", safety + "/" + item, destination + "/" + item]).run()
-                        }
-                        if outcome.status != 0 { problems.append("copying \(item) back exited \(outcome.status): \(outcome.lastErrorLine)") }
-                    }
-                    // Paths that did not exist before the restore are removed again.
-                    for p in prefixes where !safetyCopied.contains(p) { try FileOps.removeTree(destination + "/" + p) }
-                } else if !destExists {
-                    try FileOps.removeTree(destination)
-                } else {
-                    for child in RawPath(destination).children() ?? [] { try FileOps.removeTree(RawPath(destination).appending(child)) }
-                }
-            } catch {
-                problems.append("\(error)")
-            }
-            if !problems.isEmpty {
-                let kept = safety.map { "; the files as they were before the restore are in the safety copy \($0)" } ?? ""
-                context.logger.error("restore of \(name) failed AND THE ROLLBACK FAILED: \(problems.joined(separator: "; "))\(kept)")
-                return OperationError("restore of \(name) into \(destination) failed (\(reason)) AND THE ROLLBACK FAILED (\(problems.joined(separator: "; ")))\(kept)")
-            }
-            return OperationError("restore of \(name) failed and was rolled back: \(reason)")
-        }
-
+    /// Runs the planned rsync, then checks what was restored against the manifest: sizes
+    /// always, SHA-256 with `--verify`.
+    public func applyRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
+                             progress: RestoreProgress) throws -> RestoreOutcome {
+        let details = try plan.details(as: RsyncRestoreDetails.self)
+        let destination = plan.destination
         var written = 0, deleted = 0
         var bytes: Int64 = 0
-        do {
-            try FileOps.makeDirectory(destination)
-            let outcome = try Self.runRsync(args) { line in
-                if line.isTransferredFile { written += 1; bytes += line.length } else if line.isDeletion { deleted += 1 }
-                try Fault.point("restore-rsync-entry")
-            }
-            if outcome.status != 0 { try Interrupts.shared.yieldToSignal() }
-            guard outcome.status == 0 else { throw outcome.error("rsync") }
-            try Fault.point("restore-rsync")
-        } catch {
-            throw rollBack("\(error)")
+        progress.willChangeDestination()
+        try FileOps.makeDirectory(destination)
+        let outcome = try Self.runRsync(details.arguments) { line in
+            if line.isTransferredFile { written += 1; bytes += line.length } else if line.isDeletion { deleted += 1 }
+            try Fault.point("restore-rsync-entry")
         }
+        if outcome.status != 0 { try Interrupts.shared.yieldToSignal() }
+        guard outcome.status == 0 else { throw outcome.error("rsync") }
+        try Fault.point("restore-rsync")
 
-        // Check what was restored against the manifest: sizes always, hashes with --verify.
         var mismatches: [String] = []
         let dest = RawPath(destination)
-        for e in scope {
+        for e in details.scope {
             let full = dest.appending(e.path)
             guard let st = full.lstat() else { mismatches.append("\(e.path.display): missing"); continue }
             if Int64(st.st_size) != e.size { mismatches.append("\(e.path.display): size \(st.st_size), manifest says \(e.size)"); continue }
@@ -551,22 +553,52 @@ public struct RsyncSnapshotTarget: BackupTarget {
             }
         }
         if !mismatches.isEmpty {
-            throw rollBack("\(mismatches.count) restored file(s) do not match the manifest, e.g. \(mismatches[0])")
+            throw OperationError("\(mismatches.count) restored file(s) do not match the manifest, e.g. \(mismatches[0])")
         }
-        let seconds = Date().timeIntervalSince(started)
         var restoredDirs = 0
-        try? TreeWalk.walk(RawPath(snapshot)) { rel, st in
+        let prefixes = details.prefixes
+        try? TreeWalk.walk(RawPath(details.snapshot)) { rel, st in
             if (st.st_mode & S_IFMT) == S_IFDIR && (prefixes.isEmpty || prefixes.contains { p in rel.display == p || rel.display.hasPrefix(p + "/") }) {
                 restoredDirs += 1
             }
         }
-        report.facts = ["files": .number(Double(scope.count)), "directories": .number(Double(restoredDirs)),
-                        "bytes": .number(Double(scopeBytes)), "filesWritten": .number(Double(written)),
-                        "bytesWritten": .number(Double(bytes)), "filesDeleted": .number(Double(deleted)), "seconds": .number(seconds)]
-        report.lines.append("restored \(scope.count) file(s) in \(restoredDirs) folder(s), \(Format.bytes(scopeBytes)) (\(written) written, \(deleted) deleted) in \(Format.seconds(seconds))")
-        report.lines.append("checked against the manifest: \(context.options.verifyAfter ? "sizes and SHA-256" : "sizes") of \(scope.count) file(s) match")
-        report.lines.append(safety.map { "safety copy: \($0)" } ?? "safety copy: none (the destination was empty)")
-        return report
+        let count = details.scope.count
+        let scopeBytes = details.scope.reduce(Int64(0)) { $0 + $1.size }
+        return RestoreOutcome(
+            lines: ["restored \(count) file(s) in \(restoredDirs) folder(s), \(Format.bytes(scopeBytes)) (\(written) written, \(deleted) deleted)",
+                    "checked against the manifest: \(context.options.verifyAfter ? "sizes and SHA-256" : "sizes") of \(count) file(s) match"],
+            facts: ["directories": .number(Double(restoredDirs)), "filesWritten": .number(Double(written)),
+                    "bytesWritten": .number(Double(bytes)), "filesDeleted": .number(Double(deleted))])
+    }
+
+    /// Puts the safety copy back (rsync --delete for the whole tree, a copy per `--path`
+    /// part), removes the parts that did not exist before; with no safety copy, empties (or
+    /// removes) the destination the restore filled.
+    public func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
+                                progress: RestoreProgress) throws -> [String] {
+        let details = try plan.details(as: RsyncRestoreDetails.self)
+        let destination = plan.destination
+        var problems: [String] = []
+        try Fault.point("rollback")
+        if let safety = safetyCopy {
+            if details.prefixes.isEmpty {
+                let outcome = try ChildProcess("rsync", preserveOptions + ["--delete", "--", safety + "/", destination + "/"]).run()
+                if outcome.status != 0 { problems.append("copying the tree back exited \(outcome.status): \(outcome.lastErrorLine)") }
+            }
+            for item in details.prefixes {
+                try FileOps.removeTree(destination + "/" + item)
+                // A part that did not exist before the restore stays removed.
+                guard FileOps.exists(safety + "/" + item) else { continue }
+                let outcome = try ChildProcess("cp", ["-a", "--", safety + "/" + item, destination + "/" + item]).run()
+                if outcome.status != 0 { problems.append("copying \(item) back exited \(outcome.status): \(outcome.lastErrorLine)") }
+            }
+        } else if !details.destinationExisted {
+            try FileOps.removeTree(destination)
+        } else {
+            for child in RawPath(destination).children() ?? [] { try FileOps.removeTree(RawPath(destination).appending(child)) }
+        }
+        if !problems.isEmpty { throw OperationError(problems.joined(separator: "; ")) }
+        return []
     }
 }
 

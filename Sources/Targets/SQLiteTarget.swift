@@ -112,18 +112,37 @@ public struct SQLiteTarget: BackupTarget {
             }
         }
     }
+}
 
-    public func restore(_ record: TargetRecord, context: RestoreContext) throws -> RestoreReport {
+// MARK: restore
+
+/// What a SQLite restore plan holds for its apply step.
+struct SQLiteRestoreDetails: RestorePlanDetails {
+    /// The compressed copy in the set.
+    var artifact: Artifact
+    /// Whether a database is at the destination (then it is copied aside first).
+    var replacesExisting: Bool
+    /// The mode and owner the restored file gets.
+    var ownership: FileOwnership
+}
+
+extension SQLiteTarget {
+    /// The destination file, what the restored file's mode and owner will be (the file it
+    /// replaces wins, then what the backup recorded), and an online copy of the live database
+    /// as the safety copy when one is there.
+    public func planRestore(_ record: TargetRecord, context: RestoreContext) throws -> RestorePlan {
         guard let artifact = record.artifacts.first else { throw OperationError("backup of \(name) has no files") }
         let original = record.facts["source"]?.stringValue ?? path
         var destination = context.options.destination ?? original
         if destination.hasSuffix("/") || FileOps.isDirectory(destination) {
             destination = (destination.hasSuffix("/") ? String(destination.dropLast()) : destination) + "/" + (original as NSString).lastPathComponent
         }
-        let exists = FileOps.exists(destination)
-        var report = RestoreReport(target: name, destination: destination, dryRun: context.options.dryRun)
-        report.lines.append("source: backup \(context.setID), \(artifact.path) (\(Format.bytes(artifact.bytes)))")
-        report.lines.append("destination: \(destination)\(exists ? " (exists; a safety copy is taken first)" : " (new file)")")
+        let state = DestinationState.of(destination)
+        let exists = state.exists
+        var plan = RestorePlan(target: name, kind: kind, setID: context.setID, destination: destination,
+                               safetyCopy: exists ? .sqliteOnlineCopy : .none, destinationState: state)
+        plan.lines.append("source: backup \(context.setID), \(artifact.path) (\(Format.bytes(artifact.bytes)))")
+        plan.lines.append("destination: \(destination)\(exists ? " (exists; a safety copy is taken first)" : " (new file)")")
         // The restored file gets the mode and owner of the file it replaces; a new file gets
         // what the backup recorded (older backups recorded nothing: then 0600, this user).
         let ownership: FileOwnership
@@ -136,13 +155,35 @@ public struct SQLiteTarget: BackupTarget {
             ownership = FileOwnership(mode: FileOps.fileMode, uid: geteuid(), gid: getegid())
             ownershipSource = "the backup recorded none"
         }
-        report.lines.append("file: \(ownership.description), \(ownershipSource)")
-        report.facts["fileMode"] = .string(ownership.modeText)
-        report.facts["uid"] = .number(Double(ownership.uid))
-        report.facts["gid"] = .number(Double(ownership.gid))
-        if context.options.dryRun { return report }
+        plan.lines.append("file: \(ownership.description), \(ownershipSource)")
+        plan.facts["fileMode"] = .string(ownership.modeText)
+        plan.facts["uid"] = .number(Double(ownership.uid))
+        plan.facts["gid"] = .number(Double(ownership.gid))
+        plan.details = SQLiteRestoreDetails(artifact: artifact, replacesExisting: exists, ownership: ownership)
+        return plan
+    }
 
-        let started = Date()
+    /// A consistent copy of the current database (including its WAL) via the backup API.
+    public func takeSafetyCopy(for plan: RestorePlan, context: RestoreContext, progress: RestoreProgress) throws -> String? {
+        guard try plan.details(as: SQLiteRestoreDetails.self).replacesExisting else { return nil }
+        let safetyPath = try context.safetyPath(target: name, suffix: ".db")
+        do {
+            try SQLiteDatabase(path: plan.destination, readOnly: true).backup(to: safetyPath)
+        } catch {
+            unlink(safetyPath)
+            throw OperationError("could not take the safety copy of \(plan.destination) (\(error)); nothing was restored")
+        }
+        chmod(safetyPath, FileOps.fileMode)
+        return safetyPath
+    }
+
+    /// Decompresses beside the destination, checks the checksum and `integrity_check`, moves a
+    /// stale `-wal`/`-shm` aside, renames the new file into place and checks it again.
+    public func applyRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
+                             progress: RestoreProgress) throws -> RestoreOutcome {
+        let details = try plan.details(as: SQLiteRestoreDetails.self)
+        let destination = plan.destination, artifact = details.artifact
+        var outcome = RestoreOutcome()
         let dir = (destination as NSString).deletingLastPathComponent
         try FileOps.makeDirectory(dir)
         let incoming = "\(dir)/.\((destination as NSString).lastPathComponent).restore-\(getpid())"
@@ -151,60 +192,46 @@ public struct SQLiteTarget: BackupTarget {
         let reader = try HashingFileReader(path: context.setDirectory + "/" + artifact.path)
         try decompress(reader, into: incoming)
         // Before anything opens it: SQLite gives a -wal/-shm it creates the database's owner and mode.
-        if let problem = ownership.apply(to: incoming) {
+        if let problem = details.ownership.apply(to: incoming) {
             context.logger.warning("\(problem)")
-            report.lines.append("warning: \(problem)")
+            outcome.lines.append("warning: \(problem)")
         }
         try reader.drain()
         guard reader.hexDigest() == artifact.sha256 else { throw OperationError("\(artifact.path): checksum mismatch; not restoring") }
         let problems = try SQLiteDatabase(path: incoming, readOnly: true).integrityProblems()
         guard problems.isEmpty else { throw OperationError("restored copy fails integrity check: \(problems[0])") }
 
-        var safety: String?
-        if exists {
-            // A consistent copy of the current database (including its WAL) via the backup API.
-            let safetyPath = try context.safetyPath(target: name, suffix: ".db")
-            try SQLiteDatabase(path: destination, readOnly: true).backup(to: safetyPath)
-            chmod(safetyPath, FileOps.fileMode)
-            safety = safetyPath
-            report.safetyCopy = safetyPath
-            context.logger.info("safety copy of \(destination): \(safetyPath)", metadata: .logFileOnly)  // the report prints it
-        }
+        progress.willChangeDestination()
         // A stale -wal or -shm beside the new file would be replayed into it: move them aside.
         for suffix in ["-wal", "-shm"] where FileOps.exists(destination + suffix) {
-            let aside = safety.map { $0 + suffix } ?? destination + suffix + ".pre-restore"
+            let aside = safetyCopy.map { $0 + suffix } ?? destination + suffix + ".pre-restore"
             try FileOps.rename(destination + suffix, to: aside)
         }
         try FileOps.rename(incoming, to: destination)
-        do {
-            try Fault.point("restore-sqlite")
-            let after = try SQLiteDatabase(path: destination, readOnly: true)
-            let problems = try after.integrityProblems()
-            guard problems.isEmpty else { throw OperationError("integrity check after restore failed: \(problems[0])") }
-            let counts = try after.tableRowCounts()
-            report.facts["tables"] = .object(counts.mapValues { .number(Double($0)) })
-            report.lines.append("tables: \(counts.count), rows: \(counts.values.reduce(0, +))")
-        } catch {
-            if let safety {
-                do {
-                    try Fault.point("rollback")
-                    unlink(destination)
-                    try SQLiteDatabase(path: safety, readOnly: true).backup(to: destination)
-                    _ = ownership.apply(to: destination)
-                } catch let rollbackError {
-                    context.logger.error("restore of \(destination) failed AND THE ROLLBACK FAILED (\(rollbackError)); the database as it was before the restore is the safety copy \(safety)")
-                    throw OperationError("restore of \(destination) failed (\(error)) AND THE ROLLBACK FAILED (\(rollbackError)); the database as it was before the restore is the safety copy \(safety)")
-                }
-                context.logger.error("restore failed; rolled back to the safety copy \(safety)")
-                throw OperationError("restore of \(destination) failed and was rolled back to the safety copy \(safety): \(error)")
-            }
-            throw error
+        try Fault.point("restore-sqlite")
+        let after = try SQLiteDatabase(path: destination, readOnly: true)
+        let afterProblems = try after.integrityProblems()
+        guard afterProblems.isEmpty else { throw OperationError("integrity check after restore failed: \(afterProblems[0])") }
+        let counts = try after.tableRowCounts()
+        outcome.facts["tables"] = .object(counts.mapValues { .number(Double($0)) })
+        outcome.lines.append("tables: \(counts.count), rows: \(counts.values.reduce(0, +))")
+        return outcome
+    }
+
+    /// Copies the safety copy back with the backup API (or removes the new file when nothing
+    /// was there before).
+    public func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
+                                progress: RestoreProgress) throws -> [String] {
+        let details = try plan.details(as: SQLiteRestoreDetails.self)
+        try Fault.point("rollback")
+        guard let safetyCopy else {
+            try FileOps.removeTree(plan.destination)
+            return ["the new file was removed"]
         }
-        let seconds = Date().timeIntervalSince(started)
-        report.facts["seconds"] = .number(seconds)
-        report.lines.append("restored in \(Format.seconds(seconds))")
-        if let safety { report.lines.append("safety copy: \(safety)") }
-        return report
+        unlink(plan.destination)
+        try SQLiteDatabase(path: safetyCopy, readOnly: true).backup(to: plan.destination)
+        _ = details.ownership.apply(to: plan.destination)
+        return []
     }
 }
 

@@ -89,6 +89,52 @@ final class MinioDataTargetTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: log, encoding: .utf8), "start\n")
     }
 
+    /// A restore stops MinIO before its safety copy and starts it after the restore, and after
+    /// the rollback of one that failed; a failing stop restores nothing.
+    func testRestoreStopsAndStartsMinIOAroundTheRestoreAndItsRollback() throws {
+        let log = dir + "/hooks.log"
+        let stop = "echo stop >> '\(log)'", start = "echo start >> '\(log)'"
+        let e = TestSupport.engine(dir + "/repo", [MinioDataTarget(name: "minio", dataDirectory: data, bucket: "schedgen-pdfs",
+                                                                   stopCommand: stop, startCommand: start)])
+        XCTAssertTrue(try e.backup().succeeded)
+        unlink(log)
+        let object = data + "/schedgen-pdfs/timetable-0.pdf/xl.meta"
+        let original = try TestSupport.read(object)
+        try TestSupport.write("changed after the backup", to: object)
+
+        let plan = try e.planRestore(target: "minio", id: "latest", options: RestoreOptions())
+        XCTAssertEqual(plan.lines.first, "before: \(stop)")
+        XCTAssertEqual(plan.lines.last, "after: \(start)")
+        XCTAssertEqual(plan.safetyCopy, .tarballOfOverwritten)
+        XCTAssertFalse(FileOps.exists(log), "planning runs no hook")
+
+        // Failing part-way: rolled back, and MinIO started again after the rollback.
+        setenv("BACKSTOP_FAULT", "restore-entry@2", 1)
+        XCTAssertThrowsError(try e.carryOut(plan)) { XCTAssertTrue("\($0)".contains("failed and was rolled back"), "\($0)") }
+        unsetenv("BACKSTOP_FAULT")
+        XCTAssertEqual(try String(contentsOfFile: log, encoding: .utf8), "stop\nstart\n")
+        XCTAssertEqual(try String(contentsOfFile: object, encoding: .utf8), "changed after the backup")
+
+        unlink(log)
+        let report = try e.restore(target: "minio", id: "latest", options: RestoreOptions())
+        XCTAssertEqual(try String(contentsOfFile: log, encoding: .utf8), "stop\nstart\n")
+        XCTAssertEqual(try TestSupport.read(object), original)
+        XCTAssertNotNil(report.safetyCopy)
+
+        // A stop command that fails: nothing restored, no safety copy, MinIO started again.
+        unlink(log)
+        try TestSupport.write("changed again", to: object)
+        let safetyCopies = try FileManager.default.contentsOfDirectory(atPath: e.repository.safetyDirectory).count
+        let badStop = TestSupport.engine(dir + "/repo", [MinioDataTarget(name: "minio", dataDirectory: data, bucket: "schedgen-pdfs",
+                                                                         stopCommand: "echo nope >&2; exit 3", startCommand: start)])
+        XCTAssertThrowsError(try badStop.restore(target: "minio", id: "latest", options: RestoreOptions())) {
+            XCTAssertTrue("\($0)".contains("nope"), "\($0)")
+        }
+        XCTAssertEqual(try String(contentsOfFile: object, encoding: .utf8), "changed again")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: e.repository.safetyDirectory).count, safetyCopies)
+        XCTAssertEqual(try String(contentsOfFile: log, encoding: .utf8), "start\n")
+    }
+
     func testConfigKeysAndErrors() throws {
         try TestSupport.write("", to: dir + "/b.env")
         let base = ["TARGETS": "objects", "TARGET_OBJECTS_KIND": "minio"]

@@ -146,6 +146,25 @@ final class PgDumpTargetTests: XCTestCase {
 
     /// The target tablespace is gone (its disk broke): pg_restore fails halfway, and the database
     /// is rolled back to what it was just before the restore.
+    /// The plan said the --into database does not exist (so no safety dump); someone creates
+    /// it before the plan is carried out: the restore refuses and never drops it.
+    func testADatabaseCreatedAfterThePlanStopsTheRestore() throws {
+        let engine = TestSupport.engine(dir + "/repo", [target()])
+        XCTAssertTrue(try engine.backup().succeeded)
+        let other = db + "_copy"
+        defer { _ = try? pg.psql("DROP DATABASE IF EXISTS \"\(other)\" WITH (FORCE)") }
+        let plan = try engine.planRestore(target: "db", id: "latest", options: RestoreOptions(intoDatabase: other))
+        XCTAssertEqual(plan.safetyCopy, .none)
+        XCTAssertTrue(plan.lines.contains("  it does not exist yet: it is created"), "\(plan.lines)")
+        try pg.createDatabase(other)
+        try pg.psql("CREATE TABLE precious (x int); INSERT INTO precious VALUES (42);", database: other)
+        XCTAssertThrowsError(try engine.carryOut(plan)) {
+            XCTAssertTrue("\($0)".contains("was created after the restore plan was made"), "\($0)")
+        }
+        XCTAssertEqual(try pg.psql("SELECT x FROM precious", database: other), "42", "not dropped, not replaced")
+        XCTAssertFalse(FileOps.exists(engine.repository.safetyDirectory), "no safety dump either: nothing was started")
+    }
+
     func testRestoreThatFailsHalfwayRollsBack() throws {
         let ts = try tableInOwnTablespace("zz_on_disk2", rows: 2, database: db)
         let engine = TestSupport.engine(dir + "/repo", [target()])

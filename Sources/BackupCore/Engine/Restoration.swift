@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 extension BackupEngine {
     /// Finds the backup of `target` to restore: in set `id`, or the newest good one for `latest`.
@@ -32,25 +33,27 @@ extension BackupEngine {
         return (set, record)
     }
 
-    /// Restores `target` from set `id` (or `latest`) under the repository lock. The target takes
-    /// its own safety copy and rolls back on failure.
+    /// Restores `target` from set `id` (or `latest`): makes the plan and, unless
+    /// `options.dryRun`, carries out that plan (`planRestore` then `carryOut`). A dry run
+    /// returns the plan as a report.
     public func restore(target name: String, id: String, options: RestoreOptions) throws -> RestoreReport {
+        let plan = try planRestore(target: name, id: id, options: options)
+        if options.dryRun { return plan.report }
+        return try carryOut(plan)
+    }
+
+    /// Works out the restore of `target` from set `id` (or `latest`) without changing anything.
+    /// Unless `options.dryRun`, the backup is verified first (deeply, under the lock): a
+    /// damaged backup is refused before the plan is shown. The returned value is what the
+    /// administrator confirms and what `carryOut(_:)` carries out.
+    public func planRestore(target name: String, id: String, options: RestoreOptions) throws -> RestorePlan {
         let target = try target(named: name)
         let (set, record) = try restoreSource(target: name, id: id, before: options.targetTime)
         try ArtifactEncryption.shared.requireIdentity(for: record, setID: set.id)
         let runLock: RunLock? = options.dryRun ? nil : try lock()
         defer { runLock?.release() }
-        var tagged = logger
-        tagged[metadataKey: "target"] = "\(name)"
-        // Never restore over what an interrupted restore left: its safety copy is the real
-        // "before", and a new safety copy would be of the half-restored state.
-        if let left = RestoreJournal.interrupted(in: repository, lockHeld: false).first(where: { $0.target == name }) {
-            throw OperationError("an interrupted restore of \(name) (from backup \(left.setID)) left changes behind: \(left.summary); "
-                                 + "roll it back first with `restore \(name) --resume-rollback`, then restore again")
-        }
-        let journal = options.dryRun ? nil : RestoreJournal(repository: repository, target: name, kind: target.kind, setID: set.id)
-        let context = RestoreContext(setDirectory: set.directory, setID: set.id, safetyDirectory: repository.safetyDirectory,
-                                     options: options, logger: tagged, showProgress: showProgress, journal: journal)
+        try refuseOverInterruptedRestore(of: name)
+        let tagged = restoreLogger(name)
         if !options.dryRun {
             // Never restore from a damaged backup: check it first, thoroughly (a snapshot tree's
             // files are re-hashed: a same-size corruption must not overwrite good live data).
@@ -61,24 +64,69 @@ extension BackupEngine {
                 throw OperationError("backup \(set.id) of '\(name)' failed verification, not restoring: \(first.message)")
             }
         }
-        if options.dryRun {
-            tagged.debug("planning the restore of \(name) from backup \(set.id)")
-        } else {
-            tagged.info("restoring \(name) from backup \(set.id)")
-            try Fault.point("restore")
+        tagged.debug("planning the restore of \(name) from backup \(set.id)")
+        try Fault.point("restore-plan")
+        let context = RestoreContext(setDirectory: set.directory, setID: set.id, safetyDirectory: repository.safetyDirectory,
+                                     options: options, logger: tagged, showProgress: showProgress)
+        var plan = try target.planRestore(record, context: context)
+        plan.record = record
+        plan.setDirectory = set.directory
+        plan.options = options
+        return plan
+    }
+
+    /// Carries out a plan from `planRestore` under the repository lock, as it was shown: the
+    /// plan is not worked out again. Refuses when the backup it restores from is gone or
+    /// changed, or (kinds with a plan step) when the destination is no longer what the plan
+    /// saw. The target's safety copy, apply and rollback steps run in the one sequence of
+    /// `BackupTarget.carryOutRestore`; a signal mid-restore waits for the rollback.
+    public func carryOut(_ plan: RestorePlan) throws -> RestoreReport {
+        let target = try target(named: plan.target)
+        guard let record = plan.record else { throw OperationError("the restore plan of \(plan.target) was not made by planRestore") }
+        let runLock = try lock()
+        defer { runLock.release() }
+        let set = try? repository.find(plan.setID)
+        guard let set, set.directory == plan.setDirectory,
+              let current = set.manifest?.record(for: plan.target), current.status == .ok,
+              current.artifacts.map(\.sha256) == record.artifacts.map(\.sha256) else {
+            throw OperationError("backup \(plan.setID) of '\(plan.target)' was removed or changed after the restore plan was made; nothing was restored")
         }
-        // A signal mid-restore stops the work and lets the target roll back before exiting.
+        try refuseOverInterruptedRestore(of: plan.target)
+        let tagged = restoreLogger(plan.target)
+        var options = plan.options
+        options.dryRun = false
+        let journal = RestoreJournal(repository: repository, target: plan.target, kind: target.kind, setID: set.id)
+        let context = RestoreContext(setDirectory: set.directory, setID: set.id, safetyDirectory: repository.safetyDirectory,
+                                     options: options, logger: tagged, showProgress: showProgress, journal: journal)
+        tagged.info("restoring \(plan.target) from backup \(set.id)")
+        try Fault.point("restore")
+        // A signal mid-restore stops the work and lets the rollback finish before exiting.
         return try Interrupts.shared.deferring {
             do {
-                let report = try target.restore(record, context: context)
-                journal?.finish()
+                let report = try target.carryOutRestore(plan, context: context)
+                journal.finish()
                 return report
             } catch {
                 // Rolled back (or nothing changed): the journal goes. A failed rollback keeps it.
-                if let journal, !journal.kept { journal.finish() }
+                if !journal.kept { journal.finish() }
                 throw error
             }
         }
+    }
+
+    /// Never restore over what an interrupted restore left: its safety copy is the real
+    /// "before", and a new safety copy would be of the half-restored state.
+    private func refuseOverInterruptedRestore(of name: String) throws {
+        if let left = RestoreJournal.interrupted(in: repository, lockHeld: false).first(where: { $0.target == name }) {
+            throw OperationError("an interrupted restore of \(name) (from backup \(left.setID)) left changes behind: \(left.summary); "
+                                 + "roll it back first with `restore \(name) --resume-rollback`, then restore again")
+        }
+    }
+
+    private func restoreLogger(_ name: String) -> Logger {
+        var tagged = logger
+        tagged[metadataKey: "target"] = "\(name)"
+        return tagged
     }
 }
 

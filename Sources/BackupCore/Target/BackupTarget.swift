@@ -28,7 +28,42 @@ public protocol BackupTarget: Sendable {
 
     /// Restores a stored backup, taking a safety copy of whatever it would overwrite first and
     /// rolling back if it fails. With `context.options.dryRun` it only says what it would do.
+    /// Default (for kinds with a plan step): `planRestore`, then `carryOutRestore` of that plan.
     func restore(_ record: TargetRecord, context: RestoreContext) throws -> RestoreReport
+
+    /// Works out the restore without changing anything: destination, the lines and facts to
+    /// show, the safety copy it needs and the kind's own details for `applyRestore`. The engine
+    /// shows this value, asks once, and carries out the same value. Default (kinds without a
+    /// plan step of their own): `restore` as a dry run, and the real `restore` when carried out.
+    func planRestore(_ record: TargetRecord, context: RestoreContext) throws -> RestorePlan
+
+    /// Takes the safety copy `plan.safetyCopy` names and returns its path (nil when the plan
+    /// needs none; a folder when there are several). Throws, with nothing changed, when it
+    /// cannot. What the later steps need from it goes in `progress` (`keepForRollback`).
+    /// Default: none.
+    func takeSafetyCopy(for plan: RestorePlan, context: RestoreContext, progress: RestoreProgress) throws -> String?
+
+    /// Puts the backup in place as `plan` says, calling `progress.willChangeDestination()`
+    /// before its first change; checks the result and throws if it is wrong. It never rolls
+    /// back itself: the engine calls `rollBackRestore` when it throws after a change.
+    func applyRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext,
+                      progress: RestoreProgress) throws -> RestoreOutcome
+
+    /// Puts the destination back as it was before `applyRestore` changed it, from the safety
+    /// copy (or, with none, by removing what the restore created).
+    /// Called when a plan is carried out, before the safety copy: e.g. stops the application
+    /// (MinIO's `STOP_CMD`). Throws, with nothing changed, to stop the restore. Default: nothing.
+    func prepareRestore(_ plan: RestorePlan, context: RestoreContext) throws
+
+    /// Called once the restore finished or was rolled back (or `prepareRestore` failed),
+    /// whatever happened: e.g. starts the application again. Returns warnings for the report;
+    /// a throw after a restore that worked fails the restore (the data stays restored), after
+    /// one that failed it is logged. Default: nothing.
+    func finishRestore(_ plan: RestorePlan, context: RestoreContext, succeeded: Bool) throws -> [String]
+
+    /// `progress` holds what the earlier steps kept for it (`keepForRollback`). Returns what
+    /// was put back, for the error message; throws when something could not be.
+    func rollBackRestore(_ plan: RestorePlan, safetyCopy: String?, context: RestoreContext, progress: RestoreProgress) throws -> [String]
 
     /// Whether this kind implements `restoreDrill`, so `verify --restore-test` can say which
     /// kinds have a drill before any backup exists. A kind that implements one sets it to true.
