@@ -117,7 +117,8 @@ public struct Repository: Sendable {
     /// Failed target records of runs that kept no set, oldest first.
     public func failures() -> [TargetRecord] {
         guard let data = FileManager.default.contents(atPath: failuresPath) else { return [] }
-        return (try? BackstopJSON.decoder().decode([TargetRecord].self, from: data)) ?? []
+        // Hostile sizes or paths (see SetManifest.problem) drop the record.
+        return ((try? BackstopJSON.decoder().decode([TargetRecord].self, from: data)) ?? []).filter { $0.problem == nil }
     }
 
     /// The `problem` of a staging folder: a run in progress, or a crashed one.
@@ -132,6 +133,7 @@ public struct Repository: Sendable {
         do {
             let m = try BackstopJSON.decoder().decode(SetManifest.self, from: data)
             guard m.format == SetManifest.currentFormat else { return (nil, "manifest unreadable: unknown manifest format \(m.format)") }
+            if let problem = m.problem { return (nil, "manifest unreadable: \(problem)") }
             return (m, nil)
         } catch {
             return (nil, "manifest unreadable: \(Repository.describeDecodingError(error))")
