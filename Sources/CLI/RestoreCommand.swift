@@ -65,10 +65,6 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
     func validate() throws {
         if all && target != nil { throw ValidationError("name a target or use --all, not both") }
         if !all && target == nil { throw ValidationError("name the target to restore, or use --all for the whole set") }
-        // An empty value would mean the current directory (or every database): never a guess.
-        if to == "" { throw ValidationError("--to is empty; give the directory (or file) to restore into") }
-        if into == "" { throw ValidationError("--into is empty; give the name of the database to restore into") }
-        if path.contains("") { throw ValidationError("--path is empty; give a relative path (or database) to restore") }
         if resumeRollback && (all || target == nil) { throw ValidationError("--resume-rollback needs the target whose restore was interrupted") }
         if all && (!path.isEmpty || into != nil || toTime != nil || toLatest) {
             throw ValidationError("--path, --into, --to-time and --to-latest apply to one target; name it instead of --all")
@@ -76,6 +72,10 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
     }
 
     func run() throws {
+        // An empty value would mean the current directory (or every database): never a guess.
+        if to == "" { throw UsageError("--to is empty; give the directory (or file) to restore into") }
+        if into == "" { throw UsageError("--into is empty; give the name of the database to restore into") }
+        if path.contains("") { throw UsageError("--path is empty; give a relative path (or database) to restore") }
         let session = try Session<F>(global, logToFile: !dryRun, warnInterrupted: !resumeRollback)
         if resumeRollback { return try rollBackInterrupted(session) }
         if all { return try restoreSet(session) }
