@@ -68,7 +68,7 @@ extension Config {
     public func duration(_ key: String, default defaultValue: TimeInterval?) throws -> TimeInterval? {
         guard let raw = string(key) else { return defaultValue }
         guard let seconds = ConfigUnits.duration(raw) else {
-            throw ConfigError.invalidValue(key: key, file: origin(key), value: raw, expected: "a duration such as 30s, 90m, 26h or 7d (at most 100 years)")
+            throw ConfigError.invalidValue(key: key, file: origin(key), value: raw, expected: "a duration such as 30s, 90m, 26h or 7d")
         }
         return seconds
     }
@@ -77,7 +77,7 @@ extension Config {
     public func byteSize(_ key: String, default defaultValue: Int64?) throws -> Int64? {
         guard let raw = string(key) else { return defaultValue }
         guard let n = ConfigUnits.bytes(raw) else {
-            throw ConfigError.invalidValue(key: key, file: origin(key), value: raw, expected: "a size such as 512, 10K, 5M or 2G (at most 2^60 bytes)")
+            throw ConfigError.invalidValue(key: key, file: origin(key), value: raw, expected: "a size such as 512, 10K, 5M or 2G")
         }
         return n
     }
