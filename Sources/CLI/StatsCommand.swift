@@ -48,6 +48,7 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
     func run() throws {
         let session = try Session<F>(global, logToFile: false)
         let repo = session.engine.repository
+        try repo.checkReadable()
         let all = repo.allSets()
         let complete = all.filter { $0.manifest != nil }
         var perTier: [String: Int] = [:]

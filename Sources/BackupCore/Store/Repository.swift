@@ -94,6 +94,22 @@ public struct Repository: Sendable {
         if let problem = folders.lazy.compactMap(Repository.workingFolderProblem).first { throw OperationError(problem) }
     }
 
+    /// For commands that only read (list, stats, verify): throws one line when the backup
+    /// directory is missing (not mounted?), not a directory, or cannot be read, so that it is
+    /// never taken for an empty one. Creates nothing.
+    public func checkReadable() throws {
+        var st = stat()
+        guard stat(root, &st) == 0 else {
+            if errno == ENOENT { throw OperationError("BACKUP_DIR \(root) does not exist (not mounted?)") }
+            throw OperationError("cannot read BACKUP_DIR \(root): \(String(cString: strerror(errno)))")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw OperationError("BACKUP_DIR \(root) is not a directory") }
+        guard let handle = opendir(root) else {
+            throw OperationError("cannot read BACKUP_DIR \(root): \(String(cString: strerror(errno)))")
+        }
+        closedir(handle)
+    }
+
     /// Why `folder` may not be written into (a symbolic link, not a directory, or owned by
     /// another user), or nil when it is a real directory of ours or does not exist yet.
     public static func workingFolderProblem(_ folder: String) -> String? {
