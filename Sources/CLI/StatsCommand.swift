@@ -105,10 +105,10 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
                 let names = dbs.compactMap { $0.objectValue }.map { "\($0["name"]?.stringValue ?? "?") (\($0["rows"]?.sizeValue ?? 0) rows)" }
                 print("  databases: \(names.joined(separator: ", "))")
             }
-            if let files = t.facts["files"]?.numberValue, let unique = t.facts["uniqueBytes"]?.numberValue {
+            if let files = t.facts["files"]?.sizeValue, let unique = t.facts["uniqueBytes"]?.sizeValue {
                 func n(_ k: String) -> Int64 { t.facts[k]?.sizeValue ?? 0 }
-                print("  snapshot: \(Int(files)) files, \(n("directories")) dirs, \(n("filesTransferred")) transferred (\(Format.bytes(n("bytesTransferred")))), "
-                      + "apparent \(Format.bytes(n("apparentBytes"))), unique \(Format.bytes(Int64(unique))) (what removing it frees)")
+                print("  snapshot: \(files) files, \(n("directories")) dirs, \(n("filesTransferred")) transferred (\(Format.bytes(n("bytesTransferred")))), "
+                      + "apparent \(Format.bytes(n("apparentBytes"))), unique \(Format.bytes(unique)) (what removing it frees)")
             }
             if let wal = t.facts["walArchive"]?.objectValue {
                 let gaps = wal["gaps"]?.arrayValue?.compactMap(\.stringValue) ?? []
