@@ -46,7 +46,7 @@ final class RepositoryLinkTests: XCTestCase {
     }
 
     func testWorkingFoldersThatAreSymlinksStopWritingCommands() throws {
-        for folder in ["links", "tmp", "state", "pre-restore"] {
+        for folder in ["links", "tmp", "state", "pre-restore", "logs"] {
             let path = dir + "/backups/" + folder
             try? FileOps.removeTree(path)
             XCTAssertEqual(symlink(dir + "/outside", path), 0)
