@@ -36,6 +36,7 @@ struct ListCommand<F: Frontend>: ParsableCommand {
 
     func run() throws {
         let session = try Session<F>(global, logToFile: false)
+        try session.engine.repository.checkReadable()
         let sets = session.engine.repository.allSets().filter { tier == nil || $0.tier == tier }
         let rows = sets.map { s -> ListRow in
             let m = s.manifest

@@ -34,7 +34,8 @@ struct Session<F: Frontend> {
         deployment = try F.deployment(config: config)
         let repository = Repository(root: deployment.backupDirectory)
         sink = LogSink(redactor: Redactor(secrets: config.secretValues),
-                       directory: logToFile ? repository.logDirectory : nil)
+                       // Never a log through a link out of the backup directory: the lock refuses it.
+                       directory: logToFile && Repository.workingFolderProblem(repository.logDirectory) == nil ? repository.logDirectory : nil)
         let level: Logger.Level = options.verbose ? .debug : options.quiet ? .warning : .info
         let logger = Logger.backstop(sink: sink, level: level)
         engine = BackupEngine(repository: repository, targets: deployment.targets, frontend: F.commandName, logger: logger)

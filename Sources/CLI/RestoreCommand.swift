@@ -72,6 +72,10 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
     }
 
     func run() throws {
+        // An empty value would mean the current directory (or every database): never a guess.
+        if to == "" { throw UsageError("--to is empty; give the directory (or file) to restore into") }
+        if into == "" { throw UsageError("--into is empty; give the name of the database to restore into") }
+        if path.contains("") { throw UsageError("--path is empty; give a relative path (or database) to restore") }
         let session = try Session<F>(global, logToFile: !dryRun, warnInterrupted: !resumeRollback)
         if resumeRollback { return try rollBackInterrupted(session) }
         if all { return try restoreSet(session) }

@@ -48,6 +48,7 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
     func run() throws {
         let session = try Session<F>(global, logToFile: false)
         let repo = session.engine.repository
+        try repo.checkReadable()
         let all = repo.allSets()
         let complete = all.filter { $0.manifest != nil }
         var perTier: [String: Int] = [:]
@@ -101,18 +102,18 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
                 print("  last restore drill: never (run verify --restore-test)")
             }
             if let dbs = t.facts["databases"]?.arrayValue {
-                let names = dbs.compactMap { $0.objectValue }.map { "\($0["name"]?.stringValue ?? "?") (\(Int($0["rows"]?.numberValue ?? 0)) rows)" }
+                let names = dbs.compactMap { $0.objectValue }.map { "\($0["name"]?.stringValue ?? "?") (\($0["rows"]?.sizeValue ?? 0) rows)" }
                 print("  databases: \(names.joined(separator: ", "))")
             }
-            if let files = t.facts["files"]?.numberValue, let unique = t.facts["uniqueBytes"]?.numberValue {
-                func n(_ k: String) -> Int64 { Int64(t.facts[k]?.numberValue ?? 0) }
-                print("  snapshot: \(Int(files)) files, \(n("directories")) dirs, \(n("filesTransferred")) transferred (\(Format.bytes(n("bytesTransferred")))), "
-                      + "apparent \(Format.bytes(n("apparentBytes"))), unique \(Format.bytes(Int64(unique))) (what removing it frees)")
+            if let files = t.facts["files"]?.sizeValue, let unique = t.facts["uniqueBytes"]?.sizeValue {
+                func n(_ k: String) -> Int64 { t.facts[k]?.sizeValue ?? 0 }
+                print("  snapshot: \(files) files, \(n("directories")) dirs, \(n("filesTransferred")) transferred (\(Format.bytes(n("bytesTransferred")))), "
+                      + "apparent \(Format.bytes(n("apparentBytes"))), unique \(Format.bytes(unique)) (what removing it frees)")
             }
             if let wal = t.facts["walArchive"]?.objectValue {
                 let gaps = wal["gaps"]?.arrayValue?.compactMap(\.stringValue) ?? []
                 let age = wal["newestAgeSeconds"]?.numberValue.map { " newest \(wal["newest"]?.stringValue ?? "?"), \(Format.age($0)) old," } ?? ""
-                print("  WAL archive \(wal["directory"]?.stringValue ?? "?"): \(Int(wal["segments"]?.numberValue ?? 0)) segments,\(age) gaps: \(gaps.isEmpty ? "none" : gaps.prefix(3).joined(separator: ", "))")
+                print("  WAL archive \(wal["directory"]?.stringValue ?? "?"): \(wal["segments"]?.sizeValue ?? 0) segments,\(age) gaps: \(gaps.isEmpty ? "none" : gaps.prefix(3).joined(separator: ", "))")
             }
             if let git = t.facts["git"]?.objectValue {
                 print("  git: \(git["branch"]?.stringValue ?? "?") @ \(git["commit"]?.stringValue?.prefix(12) ?? "?")")

@@ -40,6 +40,8 @@ struct VerifyCommand<F: Frontend>: ParsableCommand {
 
     func run() throws {
         let session = try Session<F>(global, logToFile: restoreTest)
+        // Missing or unreadable is an error, never "no backups"; the drill creates nothing.
+        try session.engine.repository.checkReadable()
         if restoreTest { return try runDrill(session) }
         let repo = session.engine.repository
         let sets: [StoredSet] = all ? repo.allSets() : [try repo.find(backup ?? timestamp ?? "latest")]

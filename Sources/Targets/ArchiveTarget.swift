@@ -214,7 +214,7 @@ public struct ArchiveTarget: BackupTarget {
                     data.append(contentsOf: UnsafeRawBufferPointer(rebasing: reader.buffer[0..<n]))
                 }
                 let list = try MemberList.parse(data)
-                if let files = record.facts["files"]?.numberValue, Int(files) != list.count {
+                if let files = record.facts["files"]?.sizeValue, files != list.count {
                     throw OperationError("member list holds \(list.count) files, manifest says \(Int(files))")
                 }
                 return
@@ -225,7 +225,7 @@ public struct ArchiveTarget: BackupTarget {
                 if members.count < 20 { members.append(e.path) }
                 try archive.readData()
             }
-            if let expected = record.facts["entries"]?.numberValue, Int(expected) != count {
+            if let expected = record.facts["entries"]?.sizeValue, expected != count {
                 throw OperationError("archive holds \(count) entries, manifest says \(Int(expected))")
             }
         }

@@ -144,7 +144,7 @@ public struct MinioDataTarget: BackupTarget {
         let entries = sealed ? nil : try ArchiveReader(source: reader).readThrough().0
         try reader.drain()
         guard reader.hexDigest() == artifact.sha256 else { throw OperationError("\(artifact.path): read back with a different checksum") }
-        if let entries, let expected = output.facts["entries"]?.numberValue, Int(expected) != entries {
+        if let entries, let expected = output.facts["entries"]?.sizeValue, expected != entries {
             throw OperationError("\(artifact.path): read back \(entries) entries, wrote \(Int(expected))")
         }
         if case let .volume(dataDirectory, bucket) = source {

@@ -211,7 +211,7 @@ public struct PgBaseBackupTarget: BackupTarget {
 
     public func currentFacts(repository: Repository) -> [String: JSONValue] {
         guard walArchive != nil else { return [:] }
-        let segmentBytes = repository.latestGood(target: name)?.1.facts["walSegmentBytes"]?.numberValue.map { Int64($0) } ?? 16 << 20
+        let segmentBytes = repository.latestGood(target: name)?.1.facts["walSegmentBytes"]?.sizeValue.flatMap { $0 > 0 ? $0 : nil } ?? 16 << 20
         return ["walArchive": .object(walReport(repository: repository, segmentBytes: segmentBytes))]
     }
 
@@ -220,11 +220,11 @@ public struct PgBaseBackupTarget: BackupTarget {
     public func pruneOutsideSets(keeping kept: [TargetRecord], dryRun: Bool) throws -> [PruneDecision] {
         guard pruneWal, let walArchive else { return [] }
         let starts = kept.compactMap { r -> WalSegment? in
-            let bytes = Int64(r.facts["walSegmentBytes"]?.numberValue ?? Double(16 << 20))
+            let bytes = r.facts["walSegmentBytes"]?.sizeValue.flatMap { $0 > 0 ? $0 : nil } ?? 16 << 20
             return r.facts["walStart"]?.stringValue.flatMap { WalSegment(name: $0, segmentBytes: bytes) }
         }
         guard starts.count == kept.count, let oldest = starts.min() else { return [] }
-        let bytesPerSegment = Int64(kept[0].facts["walSegmentBytes"]?.numberValue ?? Double(16 << 20))
+        let bytesPerSegment = kept[0].facts["walSegmentBytes"]?.sizeValue.flatMap { $0 > 0 ? $0 : nil } ?? 16 << 20
         let archive = WalArchive(directory: walArchive, segmentBytes: bytesPerSegment)
         let names = (try? FileManager.default.contentsOfDirectory(atPath: walArchive)) ?? []
         var doomed: [String] = []
@@ -293,7 +293,7 @@ public struct PgBaseBackupTarget: BackupTarget {
             if let t = options.targetTime, t < finishedAt {
                 throw UsageError("--to-time \(Format.iso8601(t)) is before this base backup finished (\(Format.iso8601(finishedAt))); pick an older backup with --backup, or a later time")
             }
-            let segBytes = Int64(record.facts["walSegmentBytes"]?.numberValue ?? Double(16 << 20))
+            let segBytes = record.facts["walSegmentBytes"]?.sizeValue.flatMap { $0 > 0 ? $0 : nil } ?? 16 << 20
             let archive = WalArchive(directory: walArchive, segmentBytes: segBytes)
             let segments = archive.segments()
             let start = record.facts["walStart"]?.stringValue ?? "?"
@@ -731,7 +731,7 @@ extension PgBaseBackupTarget {
         // counts were taken, when they are exact and that WAL is at hand; otherwise the end of
         // the backup.
         let counts = record.facts["rowCounts"]?.objectValue
-        let segmentBytes = UInt64(record.facts["walSegmentBytes"]?.numberValue ?? Double(16 << 20))
+        let segmentBytes = UInt64(record.facts["walSegmentBytes"]?.sizeValue.flatMap { $0 > 0 ? $0 : nil } ?? 16 << 20)
         let countedAt: (lsn: String, value: UInt64, segment: WalSegment)?
         if counts?["recorded"]?.boolValue == true {
             let lsn = counts?["lsn"]?.stringValue ?? ""
@@ -951,4 +951,32 @@ struct PgBaseBackupRestoreDetails: RestorePlanDetails {
     var owner: String
     /// Whether the destination existed when the plan was made.
     var existed: Bool
+}
+
+// MARK: checking an interrupted restore's journal
+
+extension PgBaseBackupTarget {
+    /// The journal may name only DATA_DIR or the `--to` given again, and as the previous data
+    /// directory only `<destination>.pre-restore-<yyyyMMdd_HHmmss>` beside it.
+    public func journalProblem(_ entry: RestoreJournal.Entry, context: RestoreContext) -> String? {
+        func trimmed(_ path: String) -> String {
+            var p = path
+            while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+            return p
+        }
+        let allowed = [context.options.destination, dataDirectory].compactMap { $0 }.map(trimmed)
+        guard let destination = entry.changes["destination"]?.stringValue else {
+            return "names no data directory"
+        }
+        guard allowed.contains(destination) else {
+            let expected = allowed.isEmpty ? "no DATA_DIR is configured" : "only \(allowed.joined(separator: " or ")) may be named"
+            return "names \(destination) as the data directory, which is neither \(key("DATA_DIR")) nor the --to given now (\(expected)); if the restore used --to, give the same --to again"
+        }
+        if let aside = entry.changes["aside"]?.stringValue {
+            let stamp = aside.hasPrefix(destination + ".pre-restore-") ? aside.dropFirst(destination.count + ".pre-restore-".count) : ""
+            let ok = stamp.count == 15 && stamp.enumerated().allSatisfy { i, c in i == 8 ? c == "_" : c.isASCII && c.isNumber }
+            if !ok { return "names \(aside) as the previous data directory, which no restore writes (it would be \(destination).pre-restore-<yyyyMMdd_HHmmss>)" }
+        }
+        return nil
+    }
 }

@@ -326,7 +326,7 @@ public struct PgDumpTarget: BackupTarget {
         return dbs.compactMap { v in
             guard let o = v.objectValue, let db = o["name"]?.stringValue, let file = o["artifact"]?.stringValue,
                   let artifact = record.artifacts.first(where: { ($0.path as NSString).lastPathComponent == file }) else { return nil }
-            let counts = record.facts["tables"]?.objectValue?[db]?.objectValue?.compactMapValues { $0.numberValue.map { Int64($0) } }
+            let counts: [String: Int64]? = record.facts["tables"]?.objectValue?[db]?.objectValue?.compactMapValues { $0.sizeValue }
             let exact = record.facts["rowCounts"]?.stringValue?.hasPrefix("exact") ?? false
             return StoredDatabase(name: db, artifact: artifact, meta: o, tables: exact ? counts : nil)
         }
@@ -1125,5 +1125,29 @@ struct PgDumpRestoreDetails: RestorePlanDetails {
             try d.encode(db.stored.artifact.path, forKey: .artifact)
         }
         try c.encode(roles?.missing.map(\.name) ?? [], forKey: .rolesToCreate)
+    }
+}
+
+// MARK: checking an interrupted restore's journal
+
+extension PgDumpTarget {
+    /// The journal may name only the configured databases or the `--into` given again, and as
+    /// safety dumps only `<pre-restore>/<target>-<time>-<database>.dump` files.
+    public func journalProblem(_ entry: RestoreJournal.Entry, context: RestoreContext) -> String? {
+        let allowed = databases + [context.options.intoDatabase].compactMap { $0 }
+        for item in (entry.changes["databases"]?.arrayValue ?? []) {
+            guard let object = item.objectValue, let db = object["name"]?.stringValue else { return "holds a database entry without a name" }
+            guard allowed.contains(db) else {
+                return "names database \(db), which is not one of \(name)'s (\(allowed.joined(separator: ", "))); if the restore used --into, give the same --into again"
+            }
+            if let dump = object["safetyDump"]?.stringValue {
+                let folder = context.safetyDirectory + "/"
+                let file = dump.hasPrefix(folder) ? String(dump.dropFirst(folder.count)) : ""
+                guard !file.contains("/"), file.hasPrefix(name + "-"), file.hasSuffix("-\(Self.fileSafe(db)).dump") else {
+                    return "names \(dump) as the safety dump of \(db), which no restore writes (it would be in \(context.safetyDirectory))"
+                }
+            }
+        }
+        return nil
     }
 }

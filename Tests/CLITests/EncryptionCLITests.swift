@@ -152,6 +152,16 @@ final class EncryptionCLITests: XCTestCase {
         XCTAssertEqual(try sh("sqlite3 '\(dbOut)' 'select sum(x) from t'").stdout, "6\n")
     }
 
+    /// The restore drill of an encrypted archive backup reads its encrypted member list
+    /// through the decrypting reader, as verify and restore do.
+    func testEncryptedArchiveDrillPasses() throws {
+        XCTAssertEqual(try backstop(["backup"]).status, 0)
+        let drill = try backstop(["verify", "--restore-test"], env: ["DECRYPT_IDENTITY_FILE": key])
+        XCTAssertEqual(drill.status, 0, drill.stdout + drill.stderr)
+        XCTAssertFalse((drill.stdout + drill.stderr).contains("unknown format"), drill.stdout + drill.stderr)
+        XCTAssertTrue(drill.stdout.contains("code"), drill.stdout)
+    }
+
     /// A damaged encrypted artifact is refused by verify and by restore, which leaves the
     /// destination as it was.
     func testDamagedEncryptedArtifactIsRefused() throws {

@@ -25,6 +25,11 @@ final class RestoreDrillKindsTests: XCTestCase {
         TARGET_CODE_PATHS=src
         TARGET_CODE_BASE=src
         """, to: config)
+        let missing = try TestSupport.run("backstop", ["verify", "--restore-test", "--config", config])
+        XCTAssertEqual(missing.status, 1, missing.stderr)
+        XCTAssertTrue(missing.stderr.contains("does not exist (not mounted?)"), "a missing BACKUP_DIR is not an empty one: " + missing.stderr)
+        XCTAssertFalse(FileOps.exists(dir + "/backups"), "the drill creates nothing")
+        try FileOps.makeDirectory(dir + "/backups")
         let early = try TestSupport.run("backstop", ["verify", "--restore-test", "--config", config])
         XCTAssertEqual(early.status, 1, "a kind with a drill but no backup yet: " + early.stderr)
         XCTAssertTrue(early.stderr.contains("no good backup to drill yet of code"), early.stderr)

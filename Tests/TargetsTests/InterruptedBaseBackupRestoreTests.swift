@@ -50,10 +50,11 @@ final class InterruptedBaseBackupRestoreTests: XCTestCase {
                         summary: "data directory \(destination) is partly restored")
         XCTAssertEqual(engine.interruptedRestores().map(\.target), ["cluster"], "no restore holds the lock: it was interrupted")
 
-        let plan = try engine.resumeRollback(target: "cluster", options: RestoreOptions(dryRun: true))
+        // The --to of the interrupted restore, given again (no DATA_DIR is configured).
+        let plan = try engine.resumeRollback(target: "cluster", options: RestoreOptions(destination: destination, dryRun: true))
         XCTAssertTrue(plan.lines.contains { $0.contains("move \(aside) back") }, "\(plan.lines)")
         XCTAssertTrue(FileOps.exists(aside), "a plan changes nothing")
-        let report = try engine.resumeRollback(target: "cluster", options: RestoreOptions())
+        let report = try engine.resumeRollback(target: "cluster", options: RestoreOptions(destination: destination))
         XCTAssertEqual(report.lines.last, "rolled back")
         XCTAssertEqual(try String(contentsOfFile: destination + "/PG_VERSION", encoding: .utf8), "the previous cluster\n")
         XCTAssertFalse(FileOps.exists(aside))
@@ -71,7 +72,7 @@ final class InterruptedBaseBackupRestoreTests: XCTestCase {
         let left = RestoreJournal(repository: engine.repository, target: "cluster", kind: "pg_basebackup", setID: "x")
         try left.record(["destination": .string(dir + "/data"), "existed": .bool(true), "phase": .string("replacing"), "aside": .string(victim)],
                         summary: "crafted")
-        XCTAssertThrowsError(try engine.resumeRollback(target: "cluster", options: RestoreOptions())) {
+        XCTAssertThrowsError(try engine.resumeRollback(target: "cluster", options: RestoreOptions(destination: dir + "/data"))) {
             XCTAssertTrue("\($0)".contains("which no restore writes"), "\($0)")
         }
         XCTAssertEqual(try String(contentsOfFile: victim + "/file", encoding: .utf8), "keep\n")

@@ -145,10 +145,13 @@ public struct Alerter: Sendable {
     /// so no cooldown or counting), then delivers what it decided. Returns the problems and a
     /// note saying what was decided, for the log.
     public func report(_ alert: Alert, stateDirectory: String?, now: Date = Date()) -> (problems: [String], note: String) {
-        let statePath = stateDirectory.map { "\($0)/alerts-\(alert.kind.filter { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }).json" }
+        // A state folder that is a link out of the backup directory is not written: the alert
+        // still goes out, without memory, and the problem is logged.
+        let linkProblem = stateDirectory.flatMap(Repository.workingFolderProblem)
+        let statePath = stateDirectory.flatMap { linkProblem == nil ? $0 : nil }.map { "\($0)/alerts-\(alert.kind.filter { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }).json" }
         var state = statePath.map(AlertState.load) ?? AlertState()
         let (toSend, reason) = state.decide(alert, policy: policy, now: now)
-        var problems: [String] = []
+        var problems: [String] = linkProblem.map { [$0] } ?? []
         if let statePath {
             do { try state.save(statePath) } catch { problems.append("could not save alert state \(statePath): \(error)") }
         }

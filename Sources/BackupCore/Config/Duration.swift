@@ -3,6 +3,11 @@ import Foundation
 /// Durations and sizes as config writes them: `30s`, `90m`, `26h`, `7d`, `2w` (combinable:
 /// `1h30m`); sizes `512`, `10K`, `5M`, `2G` (powers of 1024).
 public enum ConfigUnits {
+    /// The longest duration accepted: 100 years.
+    public static let maxDuration: TimeInterval = 100 * 366 * 86400
+    /// The largest size accepted: 2^60 bytes.
+    public static let maxBytes: Double = 1_152_921_504_606_846_976
+
     /// Seconds in `text`, or nil if it is not a duration. A bare number is refused: `60` could
     /// mean seconds or minutes, and a wrong guess silences an alarm.
     public static func duration(_ text: String) -> TimeInterval? {
@@ -30,7 +35,8 @@ public enum ConfigUnits {
             number = ""
             sawUnit = true
         }
-        guard number.isEmpty, sawUnit else { return nil }
+        // Over 100 years is a typo, and would overflow the date arithmetic that uses it.
+        guard number.isEmpty, sawUnit, total.isFinite, total <= maxDuration else { return nil }
         return total
     }
 
@@ -41,7 +47,9 @@ public enum ConfigUnits {
         let units: [Character: Double] = ["K": 1024, "M": 1024 * 1024, "G": 1024 * 1024 * 1024, "T": 1024 * 1024 * 1024 * 1024]
         var factor: Double = 1
         if let last = s.last, let u = units[last] { factor = u; s.removeLast() }
-        guard let n = Double(s), n >= 0 else { return nil }
+        // Digits only (no inf, nan or exponent), and at most 2^60 bytes (1 EiB): more is a typo.
+        guard !s.isEmpty, s.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
+              let n = Double(s), n >= 0, (n * factor).isFinite, n * factor <= maxBytes else { return nil }
         return Int64(n * factor)
     }
 

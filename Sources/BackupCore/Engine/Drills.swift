@@ -87,6 +87,16 @@ extension BackupEngine {
 
     private func appendDrills(_ reports: [DrillReport]) throws {
         try FileOps.makeDirectory(repository.root + "/state")
+        // A history that cannot be read is kept aside, never silently overwritten.
+        if let data = FileManager.default.contents(atPath: drillLogPath),
+           (try? BackstopJSON.decoder().decode([DrillReport].self, from: data)) == nil {
+            let f = DateFormatter()
+            f.locale = Locale(identifier: "en_US_POSIX")
+            f.dateFormat = "yyyyMMdd_HHmmss"
+            let aside = drillLogPath + ".corrupt-" + f.string(from: Date())
+            try FileOps.rename(drillLogPath, to: aside)
+            logger.warning("\(drillLogPath) could not be read; it was moved aside to \(aside) and a new drill history started")
+        }
         let history = Array((drillHistory() + reports).suffix(200))
         try FileOps.writeAtomically(try BackstopJSON.encoder().encode(history), to: drillLogPath)
     }

@@ -48,6 +48,7 @@ extension BackupEngine {
     /// administrator confirms and what `carryOut(_:)` carries out.
     public func planRestore(target name: String, id: String, options: RestoreOptions) throws -> RestorePlan {
         let target = try target(named: name)
+        try checkRestoreOptions(options, kind: target.kind)
         let (set, record) = try restoreSource(target: name, id: id, before: options.targetTime)
         try ArtifactEncryption.shared.requireIdentity(for: record, setID: set.id)
         let runLock: RunLock? = options.dryRun ? nil : try lock()
@@ -179,5 +180,43 @@ extension BackupEngine {
             afterRemoval()
         }
         return plan
+    }
+}
+
+extension BackupEngine {
+    /// Kinds that restore into a database, the only ones `--into` applies to.
+    static let kindsWithDatabases: Set<String> = ["pg_dump"]
+
+    /// Refuses options that a restore of this kind would otherwise ignore or that would write
+    /// into the backup directory itself (exit 2, before anything is read or changed).
+    func checkRestoreOptions(_ options: RestoreOptions, kind: String) throws {
+        if options.intoDatabase != nil && !Self.kindsWithDatabases.contains(kind) {
+            throw UsageError("--into applies to database targets (\(Self.kindsWithDatabases.sorted().joined(separator: ", "))); a \(kind) target has no database to restore into: use --to")
+        }
+        if let destination = options.destination {
+            if destination.isEmpty { throw UsageError("--to is empty; give the directory (or file) to restore into") }
+            let resolved = Self.resolvedPath(destination)
+            let root = Self.resolvedPath(repository.root)
+            if resolved == root || resolved.hasPrefix(root.hasSuffix("/") ? root : root + "/") {
+                throw UsageError("--to \(destination) is inside the backup directory \(repository.root); restore somewhere else")
+            }
+        }
+    }
+
+    /// `path` made absolute and standardized, with the symbolic links of its longest existing
+    /// ancestor resolved (the rest does not exist yet).
+    static func resolvedPath(_ path: String) -> String {
+        var absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        absolute = (absolute as NSString).standardizingPath
+        var head = absolute
+        var tail: [String] = []
+        while head != "/" && !FileOps.exists(head) {
+            tail.insert((head as NSString).lastPathComponent, at: 0)
+            head = (head as NSString).deletingLastPathComponent
+        }
+        guard let real = realpath(head, nil) else { return absolute }
+        defer { free(real) }
+        let base = String(cString: real)
+        return tail.isEmpty ? base : (base == "/" ? "" : base) + "/" + tail.joined(separator: "/")
     }
 }

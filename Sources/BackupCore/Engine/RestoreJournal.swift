@@ -143,6 +143,12 @@ extension BackupEngine {
         tagged[metadataKey: "target"] = "\(name)"
         let context = RestoreContext(setDirectory: "", setID: entry.setID, safetyDirectory: repository.safetyDirectory,
                                      options: options, logger: tagged, showProgress: showProgress)
+        if entry.target != name {
+            throw UsageError("the journal \(path) is for target \(entry.target), not \(name); nothing was changed")
+        }
+        if let problem = target.journalProblem(entry, context: context) {
+            throw UsageError("the journal \(path) \(problem); nothing was changed")
+        }
         let report = try Interrupts.shared.deferring { try target.rollBackInterruptedRestore(entry, context: context) }
         if !options.dryRun {
             unlink(path)

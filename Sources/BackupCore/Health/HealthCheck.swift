@@ -101,7 +101,7 @@ extension BackupEngine {
                 h.ageSeconds = age.rounded()
                 let bytes = Self.contentBytes(record)
                 h.bytes = bytes
-                expectedNext += record.facts["bytesTransferred"]?.numberValue.map { Int64($0) + record.bytes } ?? record.bytes
+                expectedNext += record.facts["bytesTransferred"]?.sizeValue.map { Artifact.sum($0, record.bytes) } ?? record.bytes
                 if age > 2 * t.maxAge {
                     add("freshness", .critical, "last good backup \(set.id) is \(Format.age(age)) old (max \(ConfigUnits.format(t.maxAge)); critical at twice that)")
                 } else if age > t.maxAge {
@@ -172,7 +172,7 @@ extension BackupEngine {
 
     /// A backup's size as people mean it: a snapshot's files, else its artifacts.
     static func contentBytes(_ record: TargetRecord) -> Int64 {
-        record.facts["apparentBytes"]?.numberValue.map { Int64($0) } ?? record.bytes
+        record.facts["apparentBytes"]?.sizeValue ?? record.bytes
     }
 
     /// The cheap integrity check: every artifact is there with the manifest's size, was not

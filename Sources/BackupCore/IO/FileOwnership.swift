@@ -34,13 +34,14 @@ public struct FileOwnership: Codable, Sendable, Equatable {
     }
 
     /// Reads what `facts` wrote; nil if any of mode, uid or gid is missing or malformed. A
-    /// manifest is untrusted input: set-user-id, set-group-id and sticky bits are dropped.
+    /// manifest is untrusted input: set-user-id, set-group-id and sticky bits are dropped, and
+    /// so is write permission for others (the mode is masked with 0775).
     public init?(facts: [String: JSONValue]) {
         guard let text = facts["fileMode"]?.stringValue, let mode = mode_t(text, radix: 8), mode <= 0o7777,
               let uid = facts["uid"]?.numberValue, let gid = facts["gid"]?.numberValue,
               uid >= 0, gid >= 0, uid < 4_294_967_295, gid < 4_294_967_295, uid == uid.rounded(), gid == gid.rounded()
         else { return nil }
-        self.init(mode: mode & 0o777, uid: uid_t(uid), gid: gid_t(gid))
+        self.init(mode: mode & 0o775, uid: uid_t(uid), gid: gid_t(gid))
     }
 
     /// `0644`.

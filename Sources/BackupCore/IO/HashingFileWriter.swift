@@ -93,14 +93,19 @@ public final class HashingFileReader {
     private var plain = Data()
     private var plainOffset = 0
 
-    /// Opens `path` for reading. With `decrypt` (the default), a `.age` file that begins with
+    /// Opens `path` for reading; a symbolic link is refused (`O_NOFOLLOW`). With `decrypt` (the default), a `.age` file that begins with
     /// the age header is decrypted: this reads and checks its header, and fails with one line
     /// when no identity opens it.
     public init(path: String, bufferSize: Int = 1 << 20, progress: Progress? = nil, decrypt: Bool = true) throws {
         self.path = path
         self.progress = progress
-        fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SystemError("open", path) }
+        // Never through a symbolic link: an artifact replaced by a link would read (and restore
+        // from) a file outside the backup directory.
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else {
+            if errno == ELOOP { throw OperationError("\(path) is a symbolic link, not a file Backstop wrote; refusing to read through it") }
+            throw SystemError("open", path)
+        }
         buffer = .allocate(byteCount: bufferSize, alignment: 16)
         if decrypt && path.hasSuffix(ArtifactEncryption.suffix) && Self.startsWithAgeHeader(fd) {
             let identities = try ArtifactEncryption.shared.identities(forReading: path)

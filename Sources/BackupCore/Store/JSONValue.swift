@@ -39,6 +39,13 @@ public enum JSONValue: Codable, Sendable, Equatable {
     public var boolValue: Bool? { if case let .bool(b) = self { return b }; return nil }
     /// The numeric value, if this is a number.
     public var numberValue: Double? { if case let .number(n) = self { return n }; return nil }
+    /// The number as a size or count: nil unless it is finite and within 0...2^60. Every
+    /// whole number read from a manifest or state file goes through this, never `Int64(Double)`
+    /// (which traps on 1e300, NaN or infinity), and a negative size never shows.
+    public var sizeValue: Int64? {
+        guard case let .number(n) = self, n.isFinite, n >= 0, n <= Artifact.maxBytesDouble else { return nil }
+        return Int64(n)
+    }
     /// The elements, if this is an array.
     public var arrayValue: [JSONValue]? { if case let .array(a) = self { return a }; return nil }
     /// The members, if this is an object.

@@ -20,6 +20,50 @@ public struct Artifact: Codable, Sendable, Equatable {
     }
 }
 
+extension Artifact {
+    /// The largest size a manifest may record: 2^60 bytes. A manifest is hostile input; a
+    /// larger (or negative) size makes it unreadable, so sums of sizes never overflow.
+    public static let maxBytes: Int64 = 1 << 60
+    /// `maxBytes` as a Double, for checking numbers read from JSON.
+    public static let maxBytesDouble: Double = 1_152_921_504_606_846_976
+
+    /// `a + b`, stopping at `Int64.max` instead of trapping.
+    public static func sum(_ a: Int64, _ b: Int64) -> Int64 {
+        let (s, overflow) = a.addingReportingOverflow(b)
+        return overflow ? (b > 0 ? .max : .min) : s
+    }
+
+    /// Why `path` cannot name a file inside a set (absolute, empty, `.` or `..` components,
+    /// NUL), or nil when it is a plain relative path.
+    public static func pathProblem(_ path: String) -> String? {
+        if path.isEmpty { return "is empty" }
+        if path.hasPrefix("/") { return "is absolute" }
+        if path.contains("\0") { return "holds a NUL" }
+        if path.split(separator: "/", omittingEmptySubsequences: false).contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) {
+            return "has an empty, . or .. component"
+        }
+        return nil
+    }
+}
+
+extension SetManifest {
+    /// Why a manifest whose JSON decoded is still unusable (hostile or corrupt): see
+    /// `TargetRecord.problem`. Nil when it is sound.
+    public var problem: String? { targets.lazy.compactMap(\.problem).first }
+}
+
+extension TargetRecord {
+    /// Why this record is unusable although its JSON decoded: an artifact with a negative size
+    /// or one over 2^60 bytes, or a path that leaves the set directory. Nil when it is sound.
+    public var problem: String? {
+        for a in artifacts {
+            if a.bytes < 0 || a.bytes > Artifact.maxBytes { return "artifact \(a.path) of \(name) has an impossible size (\(a.bytes) bytes)" }
+            if let why = Artifact.pathProblem(a.path) { return "artifact path '\(a.path)' of \(name) \(why)" }
+        }
+        return nil
+    }
+}
+
 /// Whether a target's part of a run succeeded.
 public enum TargetStatus: String, Codable, Sendable {
     case ok
@@ -50,12 +94,12 @@ public struct TargetRecord: Codable, Sendable {
     public var toolVersions: [String: String]
 
     /// Total artifact bytes.
-    public var bytes: Int64 { artifacts.reduce(0) { $0 + $1.bytes } }
+    public var bytes: Int64 { artifacts.reduce(0) { Artifact.sum($0, $1.bytes) } }
 
     /// The size of the backed-up data: the artifacts, or for a snapshot tree (whose artifact is
     /// only its file list) the files of the tree (`apparentBytes`). `backup`, `list` and `stats`
     /// call this "data"; "on disk" adds the set's manifest and checksum files.
-    public var dataBytes: Int64 { facts["apparentBytes"]?.numberValue.map { Int64($0) } ?? bytes }
+    public var dataBytes: Int64 { facts["apparentBytes"]?.sizeValue ?? bytes }
 }
 
 /// Whether every target of a run succeeded.
@@ -96,10 +140,10 @@ public struct SetManifest: Codable, Sendable {
     public static let fileName = "manifest.json"
 
     /// Total artifact bytes of the set.
-    public var bytes: Int64 { targets.reduce(0) { $0 + $1.bytes } }
+    public var bytes: Int64 { targets.reduce(0) { Artifact.sum($0, $1.bytes) } }
 
     /// Total data of the set (see `TargetRecord.dataBytes`).
-    public var dataBytes: Int64 { targets.reduce(0) { $0 + $1.dataBytes } }
+    public var dataBytes: Int64 { targets.reduce(0) { Artifact.sum($0, $1.dataBytes) } }
 
     /// The record of `target`, if it ran in this set.
     public func record(for target: String) -> TargetRecord? { targets.first { $0.name == target } }

@@ -75,9 +75,54 @@ public struct Repository: Sendable {
         !tier.isEmpty && !reserved.contains(tier) && tier.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }
     }
 
-    /// Creates the root (0700) if missing.
+    /// Creates the root (0700) if missing, and checks its working folders (see
+    /// `checkWorkingFolders`). Every run that writes calls it (through the lock).
     public func prepare() throws {
         try FileOps.makeDirectory(root)
+        try checkWorkingFolders()
+    }
+
+    /// The folders Backstop writes into beside the sets: `links/` (and each `links/<target>`),
+    /// `tmp/`, `state/`, `pre-restore/` and `logs/`. Each one that exists must be a real
+    /// directory (not a symbolic link) owned by the user running Backstop: a link would make a
+    /// backup, drill or restore write or delete outside the backup directory. Throws one line.
+    public func checkWorkingFolders() throws {
+        var folders = ["links", "tmp", "state", "pre-restore", "logs"].map { root + "/" + $0 }
+        if Repository.isRealDirectory(root + "/links") {
+            folders += ((try? FileManager.default.contentsOfDirectory(atPath: root + "/links")) ?? []).map { root + "/links/" + $0 }
+        }
+        if let problem = folders.lazy.compactMap(Repository.workingFolderProblem).first { throw OperationError(problem) }
+    }
+
+    /// For commands that only read (list, stats, verify): throws one line when the backup
+    /// directory is missing (not mounted?), not a directory, or cannot be read, so that it is
+    /// never taken for an empty one. Creates nothing.
+    public func checkReadable() throws {
+        var st = stat()
+        guard stat(root, &st) == 0 else {
+            if errno == ENOENT { throw OperationError("BACKUP_DIR \(root) does not exist (not mounted?)") }
+            throw OperationError("cannot read BACKUP_DIR \(root): \(String(cString: strerror(errno)))")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw OperationError("BACKUP_DIR \(root) is not a directory") }
+        guard let handle = opendir(root) else {
+            throw OperationError("cannot read BACKUP_DIR \(root): \(String(cString: strerror(errno)))")
+        }
+        closedir(handle)
+    }
+
+    /// Why `folder` may not be written into (a symbolic link, not a directory, or owned by
+    /// another user), or nil when it is a real directory of ours or does not exist yet.
+    public static func workingFolderProblem(_ folder: String) -> String? {
+        var st = stat()
+        guard lstat(folder, &st) == 0 else { return nil }
+        if (st.st_mode & S_IFMT) == S_IFLNK {
+            return "\(folder) is a symbolic link; Backstop writes there and never follows links out of the backup directory: remove it (a real folder is made when needed)"
+        }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { return "\(folder) is not a directory; move it out of the way" }
+        guard st.st_uid == geteuid() else {
+            return "\(folder) belongs to uid \(st.st_uid), not to the user running Backstop (uid \(geteuid())); fix its owner"
+        }
+        return nil
     }
 
     /// Every set on disk, newest first; incomplete ones included (with `manifest == nil`).
@@ -117,7 +162,8 @@ public struct Repository: Sendable {
     /// Failed target records of runs that kept no set, oldest first.
     public func failures() -> [TargetRecord] {
         guard let data = FileManager.default.contents(atPath: failuresPath) else { return [] }
-        return (try? BackstopJSON.decoder().decode([TargetRecord].self, from: data)) ?? []
+        // Hostile sizes or paths (see SetManifest.problem) drop the record.
+        return ((try? BackstopJSON.decoder().decode([TargetRecord].self, from: data)) ?? []).filter { $0.problem == nil }
     }
 
     /// The `problem` of a staging folder: a run in progress, or a crashed one.
@@ -132,6 +178,7 @@ public struct Repository: Sendable {
         do {
             let m = try BackstopJSON.decoder().decode(SetManifest.self, from: data)
             guard m.format == SetManifest.currentFormat else { return (nil, "manifest unreadable: unknown manifest format \(m.format)") }
+            if let problem = m.problem { return (nil, "manifest unreadable: \(problem)") }
             return (m, nil)
         } catch {
             return (nil, "manifest unreadable: \(Repository.describeDecodingError(error))")

@@ -74,6 +74,13 @@ public protocol BackupTarget: Sendable {
     /// the journal it left (`RestoreJournal`). Default: refuses, for kinds that keep no journal.
     func rollBackInterruptedRestore(_ entry: RestoreJournal.Entry, context: RestoreContext) throws -> RestoreReport
 
+    /// Checks an interrupted restore's journal before anything is rolled back: the journal is
+    /// hostile input, so every path and name it holds must be one a restore of this target
+    /// writes (its configured data or databases, or the `--to`/`--into` given again in
+    /// `context.options`; safety copies in `context.safetyDirectory` named as a restore names
+    /// them). Returns why the journal is refused, or nil. Default: nil.
+    func journalProblem(_ entry: RestoreJournal.Entry, context: RestoreContext) -> String?
+
     /// Removes a scratch resource (e.g. a drill's scratch database) that a killed restore drill
     /// left behind, recorded in `state/drill-scratch.json`. Default: nothing to remove.
     func removeDrillLeftover(_ resource: String) throws
@@ -123,6 +130,8 @@ extension BackupTarget {
     public func rollBackInterruptedRestore(_ entry: RestoreJournal.Entry, context: RestoreContext) throws -> RestoreReport {
         throw OperationError("\(kind) targets keep no restore journal; nothing to roll back automatically: \(entry.summary)")
     }
+
+    public func journalProblem(_ entry: RestoreJournal.Entry, context: RestoreContext) -> String? { nil }
 
     public func removeDrillLeftover(_ resource: String) throws {}
 

@@ -22,8 +22,8 @@ enum DrillChecks {
         guard let object = value?.objectValue else { return nil }
         var counts: [String: Int64] = [:]
         for (table, v) in object {
-            guard let n = v.numberValue else { return nil }
-            counts[table] = Int64(n)
+            guard let n = v.sizeValue else { return nil }
+            counts[table] = n
         }
         return counts
     }

@@ -60,12 +60,22 @@ enum MemberList {
         return members
     }
 
-    /// Reads and parses the list artifact at `path`, refusing it unless its SHA-256 is `sha256`.
+    /// Reads and parses the list artifact at `path` (decrypting an encrypted `.age` list),
+    /// refusing it unless the SHA-256 of its stored bytes is `sha256`.
     static func load(_ path: String, sha256: String) throws -> [[UInt8]: Member] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw OperationError("\(path) is missing") }
-        var h = StreamingSHA256()
-        data.withUnsafeBytes { h.update($0) }
-        guard h.hexDigest() == sha256 else { throw OperationError("\(path): checksum mismatch (SHA-256 \(h.hexDigest()), manifest says \(sha256))") }
+        guard FileOps.exists(path) else { throw OperationError("\(path) is missing") }
+        let reader = try HashingFileReader(path: path, bufferSize: 1 << 16)
+        defer { reader.close() }
+        var data = Data()
+        while true {
+            let n = try reader.read()
+            if n == 0 { break }
+            data.append(contentsOf: UnsafeRawBufferPointer(rebasing: reader.buffer[0..<n]))
+        }
+        try reader.drain()
+        guard reader.hexDigest() == sha256 else {
+            throw OperationError("\(path): checksum mismatch (SHA-256 \(reader.hexDigest()), manifest says \(sha256))")
+        }
         return try parse(data)
     }
 }
