@@ -1,6 +1,7 @@
 import ArgumentParser
 import BackupCore
 import Foundation
+import Targets
 
 /// What an executable contributes on top of the shared command tree: its name, how its
 /// targets are composed from config, and any flags of its own.
@@ -15,6 +16,13 @@ public protocol Frontend {
     /// The config keys, for `--help`.
     static var configHelp: String { get }
 
+    /// The global keys the executable reads, by section (default: `GlobalKeys.sections`), for
+    /// `check --keys` and the "did you mean" of `check`.
+    static var keySections: [GlobalKeys.Section] { get }
+
+    /// The target kinds its config may declare (default: every registered kind).
+    static var targetKinds: [any TargetKind.Type] { get }
+
     /// Builds the deployment (backup directory and targets) from config.
     static func deployment(config: Config) throws -> Deployment
 
@@ -27,6 +35,10 @@ public protocol Frontend {
 }
 
 extension Frontend {
+    public static var keySections: [GlobalKeys.Section] { GlobalKeys.sections }
+
+    public static var targetKinds: [any TargetKind.Type] { TargetRegistry.kinds }
+
     /// A daily backup at 02:00, pruning when retention is configured.
     public static func defaultSchedules(config: Config) -> [(name: String, cron: String, arguments: [String])] {
         let retention = (try? RetentionPolicy.from(config: config)) ?? nil

@@ -10,9 +10,21 @@ import Foundation
 /// `EXCLUDE` (globs on the entry's name or path), `COMPRESSION` (`gzip` default, `zstd`,
 /// `none`), `LEVEL`, `THREADS` (zstd workers, default: CPU count), `ARTIFACT` (file name stem,
 /// default the target name).
-public struct ArchiveTarget: BackupTarget {
+public struct ArchiveTarget: TargetKind {
     public let name: String
-    public let kind = "archive"
+    /// The kind's name in config.
+    public static let kindName = "archive"
+    /// Every key of the kind, declared once (see `TargetKind`).
+    public static let configKeys: [ConfigKey] = [
+        ConfigKey("PATHS", .list, help: "files, folders and globs to archive (required)"),
+        ConfigKey("BASE", .path, default: "/", help: "entries are stored relative to this folder and restored into it"),
+        ConfigKey("INCLUDE", .list, help: "only regular files matching one of these globs are kept"),
+        ConfigKey("EXCLUDE", .list, help: "files and folders matching one of these globs are skipped"),
+        ConfigKey("COMPRESSION", .choice(["gzip", "zstd", "none"]), default: "gzip", help: "how the tarball is compressed"),
+        ConfigKey("LEVEL", .int, default: "gzip 6, zstd 3", help: "compression level (1-19)"),
+        ConfigKey("THREADS", .int, default: "CPU count", help: "zstd worker threads (1-64)"),
+        ConfigKey("ARTIFACT", .string, default: "the target name", help: "the artifact's file name stem"),
+    ]
     /// What to archive (absolute paths).
     public let paths: [String]
     /// Entries are named relative to this directory, and restored into it by default.

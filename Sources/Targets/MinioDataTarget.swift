@@ -14,7 +14,7 @@ import Logging
 /// for the document's names; `zstd`, `none`), `LEVEL`, `THREADS`, `MIN_BYTES` (default 512),
 /// `STOP_CMD`, `START_CMD` (run with `/bin/sh -c`; they appear in the process list, so no
 /// secrets in them).
-public struct MinioDataTarget: BackupTarget {
+public struct MinioDataTarget: TargetKind {
     /// Where the objects come from. The S3 API (a bucket read through a client) will be another
     /// case with its own backup path; the engine does not need to change for it.
     public enum Source: Sendable, Equatable {
@@ -23,7 +23,19 @@ public struct MinioDataTarget: BackupTarget {
     }
 
     public let name: String
-    public let kind = "minio"
+    /// The kind's name in config.
+    public static let kindName = "minio"
+    /// Every key of the kind, declared once (see `TargetKind`).
+    public static let configKeys: [ConfigKey] = [
+        ConfigKey("DATA_DIR", .path, help: "MinIO's data directory (required)"),
+        ConfigKey("BUCKET", .string, help: "only this bucket's folder"),
+        ConfigKey("COMPRESSION", .choice(["gzip", "zstd", "none"]), default: "gzip", help: "how the tarball is compressed"),
+        ConfigKey("LEVEL", .int, default: "gzip 6, zstd 3", help: "compression level (1-19)"),
+        ConfigKey("THREADS", .int, default: "CPU count", help: "zstd worker threads (1-64)"),
+        ConfigKey("MIN_BYTES", .int, default: "512", help: "the tarball must be larger than this"),
+        ConfigKey("STOP_CMD", .command, help: "run before the copy and a restore (e.g. docker compose stop minio)"),
+        ConfigKey("START_CMD", .command, help: "run after the copy and a restore, even when the copy fails"),
+    ]
     /// Where the objects come from.
     public let source: Source
     /// The tarball must be larger than this (schedgen: more than 512 bytes).

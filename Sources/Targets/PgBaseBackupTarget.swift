@@ -12,9 +12,24 @@ import Foundation
 /// checks; default `postgres`), `WAL_ARCHIVE`, `COMPRESSION` (`zstd`, `gzip`, `none`),
 /// `LEVEL`, `WORKERS`, `DATA_DIR`, `RESTORE_OWNER`, `STOP_CMD`, `START_CMD`, `PRUNE_WAL`,
 /// `ROW_COUNTS` (`exact`, default, or `none`).
-public struct PgBaseBackupTarget: BackupTarget {
+public struct PgBaseBackupTarget: TargetKind {
     public let name: String
-    public let kind = "pg_basebackup"
+    /// The kind's name in config.
+    public static let kindName = "pg_basebackup"
+    /// Every key of the kind, declared once (see `TargetKind`).
+    public static let configKeys: [ConfigKey] = [
+        ConfigKey("DATABASE", .string, default: "postgres", help: "a database to connect to for the checks"),
+        ConfigKey("WAL_ARCHIVE", .path, help: "the folder archive_command copies WAL into (for point-in-time recovery)"),
+        ConfigKey("COMPRESSION", .choice(["zstd", "gzip", "none"]), default: "zstd", help: "how the base backup is compressed"),
+        ConfigKey("LEVEL", .int, default: "zstd 3, gzip 6", help: "compression level (1-19)"),
+        ConfigKey("WORKERS", .int, default: "CPU count", help: "zstd threads (on the server for PostgreSQL 15+; 0-64)"),
+        ConfigKey("DATA_DIR", .path, help: "where restore puts the cluster when --to is not given"),
+        ConfigKey("RESTORE_OWNER", .string, default: "postgres", help: "owner of the restored data directory"),
+        ConfigKey("STOP_CMD", .command, help: "run before a restore (e.g. systemctl stop postgresql)"),
+        ConfigKey("START_CMD", .command, help: "run after a restore"),
+        ConfigKey("PRUNE_WAL", .bool, default: "true", help: "retention removes WAL older than the oldest kept base backup"),
+        ConfigKey("ROW_COUNTS", .choice(["exact", "none"]), default: "exact", help: "count every table after each backup, for the restore drill"),
+    ] + PostgresServer.configKeys
     /// The server.
     public let server: PostgresServer
     /// A database to connect to for checks.

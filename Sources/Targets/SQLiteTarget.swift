@@ -6,9 +6,16 @@ import Foundation
 ///
 /// Config (`TARGET_<NAME>_…`): `PATH` (required), `COMPRESSION` (`gzip`, `zstd`, `none`;
 /// default `gzip`), `LEVEL`.
-public struct SQLiteTarget: BackupTarget {
+public struct SQLiteTarget: TargetKind {
     public let name: String
-    public let kind = "sqlite"
+    /// The kind's name in config.
+    public static let kindName = "sqlite"
+    /// Every key of the kind, declared once (see `TargetKind`).
+    public static let configKeys: [ConfigKey] = [
+        ConfigKey("PATH", .path, help: "the database file (required)"),
+        ConfigKey("COMPRESSION", .choice(["gzip", "zstd", "none"]), default: "gzip", help: "how the copy is compressed"),
+        ConfigKey("LEVEL", .int, default: "gzip 6, zstd 3", help: "compression level (1-19)"),
+    ]
     /// The live database file.
     public let path: String
     /// How the copy is compressed.
