@@ -11,15 +11,15 @@ enum ConfigKeysHelp {
         for section in sections {
             lines += ConfigKey.wrapped([section.title + ":"] + section.keys.map(\.name), indent: "  ")
             if section.title == "deployment" && !kinds.isEmpty {
-                lines.append("  TARGET_<NAME>_KIND: one of the kinds below, then that kind's TARGET_<NAME>_… keys:")
+                lines.append("  TARGET_<NAME>_KIND: one of these kinds, then its TARGET_<NAME>_… keys:")
                 for kind in kinds {
                     lines += ConfigKey.wrapped(["\(kind.kindName):"] + kind.configKeys.map { "_" + $0.name }, indent: "    ")
                 }
                 lines += ConfigKey.wrapped(["every kind:"] + TargetSettings.commonKeys.filter { $0.name != "KIND" }.map { "_" + $0.name }, indent: "    ")
             }
         }
-        lines.append("Durations are written 30s, 90m, 26h, 7d. `check --keys` shows each key's type,")
-        lines.append("default and meaning; the README documents every key; Examples/ has configs to copy.")
+        lines.append("Durations are written 30s, 90m, 26h, 7d. `check --keys` gives each key's")
+        lines.append("type, default and meaning; the README documents every key.")
         return lines.joined(separator: "\n")
     }
 

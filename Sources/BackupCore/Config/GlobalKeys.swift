@@ -8,6 +8,12 @@ public enum GlobalKeys {
         public let title: String
         /// Its keys.
         public let keys: [ConfigKey]
+
+        /// Declares a section.
+        public init(title: String, keys: [ConfigKey]) {
+            self.title = title
+            self.keys = keys
+        }
     }
 
     /// Where backups go and which targets run.

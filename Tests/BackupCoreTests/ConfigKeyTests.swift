@@ -1,0 +1,70 @@
+import BackupCore
+import XCTest
+
+/// Key declarations: edit distance, "did you mean", families, and the settings that refuse
+/// what the declaration lacks.
+final class ConfigKeyTests: XCTestCase {
+    func testEditDistance() {
+        XCTAssertEqual(ConfigKey.editDistance("", ""), 0)
+        XCTAssertEqual(ConfigKey.editDistance("PASSWORD", "PASSWORD"), 0)
+        XCTAssertEqual(ConfigKey.editDistance("PASWORD", "PASSWORD"), 1)      // deletion
+        XCTAssertEqual(ConfigKey.editDistance("PAHT", "PATH"), 2)             // two substitutions
+        XCTAssertEqual(ConfigKey.editDistance("KITTEN", "SITTING"), 3)
+        XCTAssertEqual(ConfigKey.editDistance("", "ABC"), 3)
+    }
+
+    func testNearestIsWithinTwoEditsAndUnambiguous() {
+        XCTAssertEqual(ConfigKey.nearest(to: "TARGET_DB_PASWORD", among: ["TARGET_DB_PASSWORD", "TARGET_DB_PASSFILE"]), "TARGET_DB_PASSWORD")
+        XCTAssertNil(ConfigKey.nearest(to: "TARGET_DB_PSWRD", among: ["TARGET_DB_PASSWORD"]), "three edits away")
+        XCTAssertEqual(ConfigKey.nearest(to: "KEEP_DAILLY", among: ["KEEP_DAILY", "KEEP_WEEKLY"]), "KEEP_DAILY")
+        XCTAssertNil(ConfigKey.nearest(to: "AB", among: ["AC", "AD"]), "a tie names neither")
+        XCTAssertNil(ConfigKey.nearest(to: "PATH", among: ["PATH"]), "the key itself is no suggestion")
+    }
+
+    func testAFamilyMatchesItsMembersOnly() {
+        let key = ConfigKey("KEEP_<TIER>_DAYS", .int, help: "x")
+        XCTAssertTrue(key.isPattern)
+        XCTAssertTrue(key.matches("KEEP_DAILY_DAYS"))
+        XCTAssertTrue(key.matches("KEEP_HOURLY_2_DAYS"))
+        XCTAssertFalse(key.matches("KEEP_DAILY"))
+        XCTAssertFalse(key.matches("XKEEP_DAILY_DAYS"))
+        XCTAssertFalse(ConfigKey("TZ", .string, help: "x").matches("TZZ"))
+    }
+
+    func testUndeclaredTargetKeyGetsADidYouMean() throws {
+        let config = Config(file: "b.env", values: ["TARGET_DB_PATH": "/x", "TARGET_DB_PAHT": "/y"])
+        let s = TargetSettings(name: "db", config: config, declared: [ConfigKey("PATH", .path, help: "the file")])
+        _ = s.string("PATH")
+        XCTAssertThrowsError(try s.rejectUnknownKeys()) { error in
+            XCTAssertEqual("\(error)", "config: unknown key TARGET_DB_PAHT in b.env (did you mean TARGET_DB_PAHT → TARGET_DB_PATH?)")
+        }
+        // Declared keys need not be read to be known, and the common keys are always known.
+        let quiet = TargetSettings(name: "db", config: Config(file: "b.env", values: ["TARGET_DB_PATH": "/x", "TARGET_DB_MAX_AGE": "2h"]),
+                                   declared: [ConfigKey("PATH", .path, help: "the file")])
+        XCTAssertNoThrow(try quiet.rejectUnknownKeys())
+    }
+
+    func testReadingAnUndeclaredKeyIsADefect() {
+        let s = TargetSettings(name: "db", config: Config(file: "b.env", values: [:]), declared: [ConfigKey("PATH", .path, help: "the file")])
+        _ = s.string("PAHT")
+        XCTAssertThrowsError(try s.rejectUnknownKeys()) { error in
+            XCTAssertEqual("\(error)", "internal error: target db read TARGET_DB_PAHT, which its kind does not declare")
+        }
+    }
+
+    func testGlobalKeysAreDeclaredOnce() {
+        let names = GlobalKeys.all.map(\.name)
+        XCTAssertEqual(names.count, Set(names).count, "a global key declared twice")
+        XCTAssertNotNil(GlobalKeys.declaration(of: "KEEP_DAILY_DAYS"))
+        XCTAssertNotNil(GlobalKeys.declaration(of: "SCHEDULE_WEEKLY_COMMAND"))
+        XCTAssertNil(GlobalKeys.declaration(of: "BACKUP_DRI"))
+    }
+
+    func testWrappedKeepsLinesShort() {
+        let lines = ConfigKey.wrapped(["head:"] + Array(repeating: "KEY_NAME", count: 30), indent: "  ", width: 40)
+        XCTAssertTrue(lines.allSatisfy { $0.count <= 40 }, "\(lines)")
+        XCTAssertTrue(lines[0].hasPrefix("  head: KEY_NAME"))
+        XCTAssertTrue(lines.dropFirst().allSatisfy { $0.hasPrefix("      KEY_NAME") })
+        XCTAssertEqual(lines.joined().components(separatedBy: "KEY_NAME").count - 1, 30)
+    }
+}
