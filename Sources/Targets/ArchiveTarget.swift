@@ -20,11 +20,8 @@ public struct ArchiveTarget: TargetKind {
         ConfigKey("BASE", .path, default: "/", help: "entries are stored relative to this folder and restored into it"),
         ConfigKey("INCLUDE", .list, help: "only regular files matching one of these globs are kept"),
         ConfigKey("EXCLUDE", .list, help: "files and folders matching one of these globs are skipped"),
-        ConfigKey("COMPRESSION", .choice(["gzip", "zstd", "none"]), default: "gzip", help: "how the tarball is compressed"),
-        ConfigKey("LEVEL", .int, default: "gzip 6, zstd 3", help: "compression level (1-19)"),
-        ConfigKey("THREADS", .int, default: "CPU count", help: "zstd worker threads (1-64)"),
         ConfigKey("ARTIFACT", .string, default: "the target name", help: "the artifact's file name stem"),
-    ]
+    ] + Compression.configKeys(of: "the tarball")
     /// What to archive (absolute paths).
     public let paths: [String]
     /// Entries are named relative to this directory, and restored into it by default.
@@ -59,15 +56,12 @@ public struct ArchiveTarget: TargetKind {
         for p in paths where !(base == "/" || p == base || p.hasPrefix(base + "/")) {
             throw ConfigError.invalidValue(key: s.key("PATHS"), file: s.config.file, value: p, expected: "paths inside \(s.key("BASE"))=\(base)")
         }
-        let compressionName = try s.choice("COMPRESSION", ["gzip", "zstd", "none"], default: "gzip")
-        let level = try s.string("LEVEL") == nil ? nil : s.int("LEVEL", default: 6, range: 1...19)
-        let threads = try s.int("THREADS", default: ProcessInfo.processInfo.activeProcessorCount, range: 1...64)
         let stem = s.string("ARTIFACT")
         if let stem, stem.contains("/") {
             throw ConfigError.invalidValue(key: s.key("ARTIFACT"), file: s.config.file, value: stem, expected: "a file name without /")
         }
         self.init(name: s.name, paths: paths, base: base, include: s.list("INCLUDE"), exclude: s.list("EXCLUDE"),
-                  compression: Compression.parse(compressionName, level: level, threads: threads)!, artifactStem: stem)
+                  compression: try Compression(settings: s), artifactStem: stem)
     }
 
     public var summary: String {

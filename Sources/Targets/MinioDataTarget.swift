@@ -29,13 +29,10 @@ public struct MinioDataTarget: TargetKind {
     public static let configKeys: [ConfigKey] = [
         ConfigKey("DATA_DIR", .path, help: "MinIO's data directory (required)"),
         ConfigKey("BUCKET", .string, help: "only this bucket's folder"),
-        ConfigKey("COMPRESSION", .choice(["gzip", "zstd", "none"]), default: "gzip", help: "how the tarball is compressed"),
-        ConfigKey("LEVEL", .int, default: "gzip 6, zstd 3", help: "compression level (1-19)"),
-        ConfigKey("THREADS", .int, default: "CPU count", help: "zstd worker threads (1-64)"),
         ConfigKey("MIN_BYTES", .int, default: "512", help: "the tarball must be larger than this"),
         ConfigKey("STOP_CMD", .command, help: "run before the copy and a restore (e.g. docker compose stop minio)"),
         ConfigKey("START_CMD", .command, help: "run after the copy and a restore, even when the copy fails"),
-    ]
+    ] + Compression.configKeys(of: "the tarball")
     /// Where the objects come from.
     public let source: Source
     /// The tarball must be larger than this (schedgen: more than 512 bytes).
@@ -65,11 +62,8 @@ public struct MinioDataTarget: TargetKind {
         if let bucket, bucket.range(of: "^[a-z0-9][a-z0-9.-]{1,62}$", options: .regularExpression) == nil {
             throw ConfigError.invalidValue(key: s.key("BUCKET"), file: s.config.file, value: bucket, expected: "an S3 bucket name (lowercase letters, digits, dots, dashes)")
         }
-        let compressionName = try s.choice("COMPRESSION", ["gzip", "zstd", "none"], default: "gzip")
-        let level = try s.string("LEVEL") == nil ? nil : s.int("LEVEL", default: 6, range: 1...19)
-        let threads = try s.int("THREADS", default: ProcessInfo.processInfo.activeProcessorCount, range: 1...64)
         self.init(name: s.name, dataDirectory: dataDir, bucket: bucket,
-                  compression: Compression.parse(compressionName, level: level, threads: threads)!,
+                  compression: try Compression(settings: s),
                   minimumBytes: Int64(try s.int("MIN_BYTES", default: 512, range: 0...Int.max)),
                   stopCommand: s.string("STOP_CMD"), startCommand: s.string("START_CMD"))
     }

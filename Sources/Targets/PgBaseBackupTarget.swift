@@ -20,8 +20,6 @@ public struct PgBaseBackupTarget: TargetKind {
     public static let configKeys: [ConfigKey] = [
         ConfigKey("DATABASE", .string, default: "postgres", help: "a database to connect to for the checks"),
         ConfigKey("WAL_ARCHIVE", .path, help: "the folder archive_command copies WAL into (for point-in-time recovery)"),
-        ConfigKey("COMPRESSION", .choice(["zstd", "gzip", "none"]), default: "zstd", help: "how the base backup is compressed"),
-        ConfigKey("LEVEL", .int, default: "zstd 3, gzip 6", help: "compression level (1-19)"),
         ConfigKey("WORKERS", .int, default: "CPU count", help: "zstd threads (on the server for PostgreSQL 15+; 0-64)"),
         ConfigKey("DATA_DIR", .path, help: "where restore puts the cluster when --to is not given"),
         ConfigKey("RESTORE_OWNER", .string, default: "postgres", help: "owner of the restored data directory"),
@@ -29,7 +27,7 @@ public struct PgBaseBackupTarget: TargetKind {
         ConfigKey("START_CMD", .command, help: "run after a restore"),
         ConfigKey("PRUNE_WAL", .bool, default: "true", help: "retention removes WAL older than the oldest kept base backup"),
         ConfigKey("ROW_COUNTS", .choice(["exact", "none"]), default: "exact", help: "count every table after each backup, for the restore drill"),
-    ] + PostgresServer.configKeys
+    ] + Compression.configKeys(defaultName: "zstd", threads: false, of: "the base backup") + PostgresServer.configKeys
     /// The server.
     public let server: PostgresServer
     /// A database to connect to for checks.
@@ -77,10 +75,9 @@ public struct PgBaseBackupTarget: TargetKind {
 
     /// Builds the target from its config keys.
     public init(settings s: TargetSettings) throws {
+        let (compression, level) = try Compression.read(s, defaultName: "zstd", threads: false)
         self.init(name: s.name, server: try PostgresServer(settings: s), database: s.string("DATABASE") ?? "postgres",
-                  walArchive: try s.path("WAL_ARCHIVE"),
-                  compression: try s.choice("COMPRESSION", ["zstd", "gzip", "none"], default: "zstd"),
-                  level: try s.string("LEVEL") == nil ? nil : s.int("LEVEL", default: 3, range: 1...19),
+                  walArchive: try s.path("WAL_ARCHIVE"), compression: compression.name, level: level,
                   workers: try s.int("WORKERS", default: ProcessInfo.processInfo.activeProcessorCount, range: 0...64),
                   dataDirectory: try s.path("DATA_DIR"), restoreOwner: s.string("RESTORE_OWNER") ?? "postgres",
                   stopCommand: s.string("STOP_CMD"), startCommand: s.string("START_CMD"),

@@ -13,9 +13,7 @@ public struct SQLiteTarget: TargetKind {
     /// Every key of the kind, declared once (see `TargetKind`).
     public static let configKeys: [ConfigKey] = [
         ConfigKey("PATH", .path, help: "the database file (required)"),
-        ConfigKey("COMPRESSION", .choice(["gzip", "zstd", "none"]), default: "gzip", help: "how the copy is compressed"),
-        ConfigKey("LEVEL", .int, default: "gzip 6, zstd 3", help: "compression level (1-19)"),
-    ]
+    ] + Compression.configKeys(threads: false, of: "the copy")
     /// The live database file.
     public let path: String
     /// How the copy is compressed.
@@ -30,10 +28,7 @@ public struct SQLiteTarget: TargetKind {
 
     /// Builds the target from its config keys.
     public init(settings s: TargetSettings) throws {
-        let compressionName = try s.choice("COMPRESSION", ["gzip", "zstd", "none"], default: "gzip")
-        let level = try s.string("LEVEL") == nil ? nil : s.int("LEVEL", default: 6, range: 1...19)
-        self.init(name: s.name, path: try s.requirePath("PATH"),
-                  compression: Compression.parse(compressionName, level: level, threads: 1)!)
+        self.init(name: s.name, path: try s.requirePath("PATH"), compression: try Compression(settings: s, threads: false))
     }
 
     public var summary: String { "SQLite database \(path) (\(compression.name))" }

@@ -68,3 +68,32 @@ final class ConfigKeyTests: XCTestCase {
         XCTAssertEqual(lines.joined().components(separatedBy: "KEY_NAME").count - 1, 30)
     }
 }
+
+/// The one parser of `COMPRESSION`, `LEVEL` and `THREADS`.
+final class CompressionSettingsTests: XCTestCase {
+    func settings(_ values: [String: String]) -> TargetSettings {
+        TargetSettings(name: "x", config: Config(file: "b.env", values: values), declared: Compression.configKeys())
+    }
+
+    func testDefaultsAndExplicitValues() throws {
+        XCTAssertEqual(try Compression(settings: settings([:])), .gzip(level: 6))
+        XCTAssertEqual(try Compression(settings: settings([:]), defaultName: "zstd", threads: false), .zstd(level: 3, threads: 1))
+        XCTAssertEqual(try Compression(settings: settings(["TARGET_X_COMPRESSION": "zstd", "TARGET_X_LEVEL": "19", "TARGET_X_THREADS": "4"])),
+                       .zstd(level: 19, threads: 4))
+        XCTAssertEqual(try Compression(settings: settings(["TARGET_X_COMPRESSION": "none"])), Compression.none)
+        XCTAssertNil(try Compression.read(settings([:])).level)
+        XCTAssertEqual(try Compression.read(settings(["TARGET_X_LEVEL": "9"])).level, 9)
+    }
+
+    func testBadValuesNameTheKey() {
+        let cases: [([String: String], String)] = [
+            (["TARGET_X_COMPRESSION": "lz4"], "config: invalid value for TARGET_X_COMPRESSION in b.env: 'lz4' (expected one of gzip, zstd, none)"),
+            (["TARGET_X_LEVEL": "12"], "config: invalid value for TARGET_X_LEVEL in b.env: '12' (expected an integer from 1 to 9)"),
+            (["TARGET_X_COMPRESSION": "zstd", "TARGET_X_LEVEL": "20"], "config: invalid value for TARGET_X_LEVEL in b.env: '20' (expected an integer from 1 to 19)"),
+            (["TARGET_X_THREADS": "0"], "config: invalid value for TARGET_X_THREADS in b.env: '0' (expected an integer from 1 to 64)"),
+        ]
+        for (values, message) in cases {
+            XCTAssertThrowsError(try Compression(settings: settings(values))) { XCTAssertEqual("\($0)", message) }
+        }
+    }
+}

@@ -12,6 +12,10 @@ final class KindDeclarationTests: XCTestCase {
     /// The short keys a source file reads through `TargetSettings` (`s.string("PATH")`, ...).
     static func keysRead(_ file: String) throws -> Set<String> {
         let text = try String(contentsOf: sources.appendingPathComponent(file), encoding: .utf8)
+        return try keysRead(text: text)
+    }
+
+    static func keysRead(text: String) throws -> Set<String> {
         let regex = try NSRegularExpression(pattern: #"\bs\.(?:string|require|path|requirePath|list|int|double|bool|choice|key)\("([A-Z][A-Z0-9_]*)""#)
         return Set(regex.matches(in: text, range: NSRange(text.startIndex..., in: text)).map { String(text[Range($0.range(at: 1), in: text)!]) })
     }
@@ -22,11 +26,20 @@ final class KindDeclarationTests: XCTestCase {
             "pg_basebackup": "PgBaseBackupTarget.swift", "rsync": "RsyncSnapshotTarget.swift", "minio": "MinioDataTarget.swift",
         ]
         XCTAssertEqual(Set(files.keys), Set(TargetRegistry.kinds.map { $0.kindName }), "a kind without its file in this test")
+        // The shared readers: the connection keys and the compression keys.
         let connection = try Self.keysRead("Support/PostgresServer.swift")
         XCTAssertEqual(connection, Set(PostgresServer.configKeys.map(\.name)))
+        let compressionSource = try String(contentsOf: Self.sources.deletingLastPathComponent()
+            .appendingPathComponent("BackupCore/Store/Compression.swift"), encoding: .utf8)
+        let compression = try Self.keysRead(text: compressionSource)
+        XCTAssertEqual(compression, Set(Compression.configKeys().map(\.name)))
         for kind in TargetRegistry.kinds {
-            var read = try Self.keysRead(files[kind.kindName]!)
-            if kind.configKeys.contains(where: { $0.name == "PASSWORD" }) { read.formUnion(connection) }
+            let text = try String(contentsOf: Self.sources.appendingPathComponent(files[kind.kindName]!), encoding: .utf8)
+            var read = try Self.keysRead(text: text)
+            if text.contains("PostgresServer(settings: s)") { read.formUnion(connection) }
+            if let call = text.range(of: #"Compression(\(settings: s|\.read\(s)[^)]*\)"#, options: .regularExpression) {
+                read.formUnion(text[call].contains("threads: false") ? compression.subtracting(["THREADS"]) : compression)
+            }
             let declared = kind.configKeys.map(\.name)
             XCTAssertEqual(declared.count, Set(declared).count, "\(kind.kindName) declares a key twice")
             XCTAssertEqual(read.subtracting(declared), [], "\(kind.kindName) reads keys it does not declare")
