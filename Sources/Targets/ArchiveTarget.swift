@@ -510,9 +510,7 @@ extension ArchiveTarget {
             }
             try extractor.close()
             try reader.drain()
-            guard reader.hexDigest() == artifact.sha256 else {
-                throw OperationError("\(artifact.path): checksum mismatch (SHA-256 \(reader.hexDigest()), manifest says \(artifact.sha256))")
-            }
+            try ChecksumMismatch.check(artifact.path, actual: reader.hexDigest(), expected: artifact.sha256)
         } catch {
             return DrillReport(target: name, setID: context.setID, passed: false, restoreSeconds: 0, lines: lines + ["extraction failed: \(error)"])
         }

@@ -142,7 +142,7 @@ public struct MinioDataTarget: TargetKind {
         defer { reader.close() }
         let entries = sealed ? nil : try ArchiveReader(source: reader).readThrough().0
         try reader.drain()
-        guard reader.hexDigest() == artifact.sha256 else { throw OperationError("\(artifact.path): read back with a different checksum") }
+        try ChecksumMismatch.check(artifact.path, actual: reader.hexDigest(), expected: artifact.sha256, consequence: "the file read back differs from what was written")
         if let entries, let expected = output.facts["entries"]?.numberValue, Int(expected) != entries {
             throw OperationError("\(artifact.path): read back \(entries) entries, wrote \(Int(expected))")
         }

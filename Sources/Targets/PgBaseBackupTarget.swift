@@ -444,7 +444,7 @@ public struct PgBaseBackupTarget: TargetKind {
         }
         try extractor.close()
         try reader.drain()
-        guard reader.hexDigest() == sha256 else { throw OperationError("\(path): checksum mismatch while extracting") }
+        try ChecksumMismatch.check(path, actual: reader.hexDigest(), expected: sha256)
     }
 
     /// Asks the restored server to recover from the archive and then promote.

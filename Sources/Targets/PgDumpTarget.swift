@@ -1022,9 +1022,7 @@ extension PgDumpTarget {
         defer { reader.close() }
         let text = try Self.readGlobals(reader)
         try reader.drain()
-        guard reader.hexDigest() == artifact.sha256 else {
-            throw OperationError("\(artifact.path): checksum mismatch (SHA-256 \(reader.hexDigest()), manifest says \(artifact.sha256)); not restoring")
-        }
+        try ChecksumMismatch.check(artifact.path, actual: reader.hexDigest(), expected: artifact.sha256, consequence: "not restoring")
         let (roles, grants) = Self.parseGlobals(text)
         func exists(_ role: String) throws -> Bool { try conn.scalar("SELECT 1 FROM pg_roles WHERE rolname = $1", parameters: [role]) != nil }
         let missing = try roles.filter { try !exists($0.name) }

@@ -304,7 +304,7 @@ public struct RsyncSnapshotTarget: TargetKind {
         guard let data = FileManager.default.contents(atPath: path) else { throw OperationError("\(path) is missing") }
         var h = StreamingSHA256()
         data.withUnsafeBytes { h.update($0) }
-        guard h.hexDigest() == artifact.sha256 else { throw OperationError("\(path): checksum mismatch") }
+        try ChecksumMismatch.check(path, actual: h.hexDigest(), expected: artifact.sha256)
         return try FileTreeManifest.parse(data)
     }
 

@@ -65,7 +65,7 @@ enum MemberList {
         guard let data = FileManager.default.contents(atPath: path) else { throw OperationError("\(path) is missing") }
         var h = StreamingSHA256()
         data.withUnsafeBytes { h.update($0) }
-        guard h.hexDigest() == sha256 else { throw OperationError("\(path): checksum mismatch (SHA-256 \(h.hexDigest()), manifest says \(sha256))") }
+        try ChecksumMismatch.check(path, actual: h.hexDigest(), expected: sha256)
         return try parse(data)
     }
 }
