@@ -97,3 +97,21 @@ final class CompressionSettingsTests: XCTestCase {
         }
     }
 }
+
+/// The one set-ID time format.
+final class SetIDTimeTests: XCTestCase {
+    func testRoundTripInUTCAndSuffixes() throws {
+        let date = Date(timeIntervalSince1970: 1_796_695_200)   // 2026-12-08 02:00:00 UTC
+        XCTAssertEqual(SetIDTime.string(from: date), "20261208_020000")
+        XCTAssertEqual(SetIDTime.date(from: "20261208_020000"), date)
+        XCTAssertEqual(SetIDTime.date(from: "20261208_020000_2"), date)
+        XCTAssertEqual(SetIDTime.string(from: date, timeZone: TimeZone(identifier: "Europe/Berlin")!), "20261208_030000")
+        for bad in ["2026120_020000", "20261208-020000", "20261208_020000_", "x20261208_020000", "20261340_020000"] {
+            XCTAssertNil(SetIDTime.date(from: bad), bad)
+        }
+        // A new set's ID is the stamp of its time.
+        let dir = NSTemporaryDirectory() + "setid-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        XCTAssertEqual(Repository(root: dir).newSetID(at: date, tier: "daily"), "20261208_020000")
+    }
+}
