@@ -17,7 +17,10 @@ final class ConfigKeyTests: XCTestCase {
         XCTAssertEqual(ConfigKey.nearest(to: "TARGET_DB_PASWORD", among: ["TARGET_DB_PASSWORD", "TARGET_DB_PASSFILE"]), "TARGET_DB_PASSWORD")
         XCTAssertNil(ConfigKey.nearest(to: "TARGET_DB_PSWRD", among: ["TARGET_DB_PASSWORD"]), "three edits away")
         XCTAssertEqual(ConfigKey.nearest(to: "KEEP_DAILLY", among: ["KEEP_DAILY", "KEEP_WEEKLY"]), "KEEP_DAILY")
-        XCTAssertNil(ConfigKey.nearest(to: "AB", among: ["AC", "AD"]), "a tie names neither")
+        XCTAssertNil(ConfigKey.nearest(to: "SOME_KEY_A", among: ["SOME_KEY_B", "SOME_KEY_C"]), "a tie names neither")
+        XCTAssertNil(ConfigKey.nearest(to: "DB", among: ["TZ"]), "a short key allows fewer edits")
+        XCTAssertNil(ConfigKey.nearest(to: "TARGEST", among: ["TARGETS"]), "seven characters allow one edit")
+        XCTAssertEqual(ConfigKey.nearest(to: "TARGET", among: ["TARGETS"]), "TARGETS")
         XCTAssertNil(ConfigKey.nearest(to: "PATH", among: ["PATH"]), "the key itself is no suggestion")
     }
 

@@ -66,9 +66,11 @@ public struct ConfigKey: Sendable, Equatable {
     }
 
     /// The declared key nearest to `key` within `maxDistance` edits (Levenshtein), for a
-    /// "did you mean" line; nil when none is that close or two are equally close.
+    /// "did you mean" line; nil when none is that close or two are equally close. A short
+    /// candidate allows fewer edits (one per four characters), so `DB` is not taken for `TZ`.
     public static func nearest(to key: String, among candidates: [String], maxDistance: Int = 2) -> String? {
-        let scored = candidates.map { ($0, editDistance(key, $0)) }.filter { $0.1 <= maxDistance && $0.1 > 0 }
+        let scored = candidates.map { ($0, editDistance(key, $0)) }
+            .filter { $0.1 > 0 && $0.1 <= min(maxDistance, $0.0.count / 4) }
         guard let best = scored.map(\.1).min() else { return nil }
         let ties = scored.filter { $0.1 == best }
         return ties.count == 1 ? ties[0].0 : nil

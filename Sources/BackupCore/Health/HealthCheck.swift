@@ -33,9 +33,6 @@ public struct HealthSettings: Sendable {
         ConfigKey("SHRINK_WARN", .number, default: "SHRINK_WARN", help: "health: warn when a backup shrinks by more than this fraction"),
     ]
 
-    /// The names of `targetConfigKeys`.
-    public static var targetKeys: [String] { targetConfigKeys.map(\.name) }
-
     /// Reads `MAX_AGE`, `MIN_SIZE`, `SHRINK_WARN` (each also as `TARGET_<NAME>_…`),
     /// `DISK_USAGE_WARN`, `DISK_USAGE_CRITICAL`, `WAL_MAX_AGE` and `DRILL_MAX_AGE`.
     public static func from(config: Config, targets names: [String]) throws -> HealthSettings {
