@@ -6,10 +6,7 @@ import Foundation
 /// and listed in the manifest. A path that is a git work tree has its commit and branch
 /// recorded.
 ///
-/// Config (`TARGET_<NAME>_…`): `PATHS` (required), `BASE` (default `/`), `INCLUDE`,
-/// `EXCLUDE` (globs on the entry's name or path), `COMPRESSION` (`gzip` default, `zstd`,
-/// `none`), `LEVEL`, `THREADS` (zstd workers, default: CPU count), `ARTIFACT` (file name stem,
-/// default the target name).
+/// Config (`TARGET_<NAME>_…`): the keys declared in `configKeys`.
 public struct ArchiveTarget: TargetKind {
     public let name: String
     /// The kind's name in config.

@@ -10,10 +10,9 @@ import Logging
 /// per file; `STOP_CMD` / `START_CMD` run around the copy (and around a restore) to make it
 /// consistent. The start command runs even when the copy fails.
 ///
-/// Config (`TARGET_<NAME>_…`): `DATA_DIR` (required), `BUCKET`, `COMPRESSION` (`gzip` default,
-/// for the document's names; `zstd`, `none`), `LEVEL`, `THREADS`, `MIN_BYTES` (default 512),
-/// `STOP_CMD`, `START_CMD` (run with `/bin/sh -c`; they appear in the process list, so no
-/// secrets in them).
+/// Config (`TARGET_<NAME>_…`): the keys declared in `configKeys`.
+/// `STOP_CMD` and `START_CMD` run with `/bin/sh -c`; they appear in the process list, so no
+/// secrets in them.
 public struct MinioDataTarget: TargetKind {
     /// Where the objects come from. The S3 API (a bucket read through a client) will be another
     /// case with its own backup path; the engine does not need to change for it.

@@ -8,10 +8,7 @@ import Foundation
 /// PostgreSQL 15+ it is compressed by the server with zstd workers; on older servers Backstop
 /// compresses it while it streams.
 ///
-/// Config (`TARGET_<NAME>_…`): the connection keys of `PostgresServer`, `DATABASE` (for the
-/// checks; default `postgres`), `WAL_ARCHIVE`, `COMPRESSION` (`zstd`, `gzip`, `none`),
-/// `LEVEL`, `WORKERS`, `DATA_DIR`, `RESTORE_OWNER`, `STOP_CMD`, `START_CMD`, `PRUNE_WAL`,
-/// `ROW_COUNTS` (`exact`, default, or `none`).
+/// Config (`TARGET_<NAME>_…`): the keys declared in `configKeys`.
 public struct PgBaseBackupTarget: TargetKind {
     public let name: String
     /// The kind's name in config.

@@ -5,11 +5,7 @@ import Foundation
 /// while they stream; exact row counts taken in the dump's own snapshot; safe restore with a
 /// pre-restore dump and automatic rollback; and a restore drill into a scratch database.
 ///
-/// Config (`TARGET_<NAME>_…`): `DATABASE` or `DATABASES` (required), the connection keys of
-/// `PostgresServer` (`HOST`, `PORT`, `USER`, `PASSWORD`, `PASSFILE`, `SSLMODE`, `BIN_DIR`),
-/// `FORMAT` (`custom`, `custom-zstd`, `sql-gzip`), `LEVEL`, `THREADS`, `JOBS`, `ROW_COUNTS`
-/// (`exact`, `estimate`), `MIN_BYTES`, `SHRINK_WARN`, `LOCK_TIMEOUT`, `GLOBALS`
-/// (`without-passwords`, default, `with-passwords`, `none`).
+/// Config (`TARGET_<NAME>_…`): the keys declared in `configKeys`.
 public struct PgDumpTarget: TargetKind {
     /// How a dump is written.
     public enum DumpFormat: String, Sendable, CaseIterable {

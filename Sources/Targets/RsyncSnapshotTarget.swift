@@ -12,10 +12,7 @@ import Foundation
 /// committed, `BACKUP_DIR/links/<target>/<LINK>` (default `latest`) is moved to the new tree
 /// atomically.
 ///
-/// Config (`TARGET_<NAME>_…`): `SOURCE` (required), `LINK` (default `latest`), `EXCLUDE`,
-/// `DEFAULT_EXCLUDES` (default true: `.DS_Store Thumbs.db *.tmp`), `HARD_LINKS` (-H),
-/// `ACLS` (-A), `XATTRS` (-X), `BWLIMIT` (KiB/s), `RESTORE_OWNER`, `RESTORE_GROUP`,
-/// `RESTORE_CHMOD` (an rsync `--chmod` spec such as `D755,F644`).
+/// Config (`TARGET_<NAME>_…`): the keys declared in `configKeys`.
 public struct RsyncSnapshotTarget: TargetKind {
     public let name: String
     /// The kind's name in config.

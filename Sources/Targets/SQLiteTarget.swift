@@ -4,8 +4,7 @@ import Foundation
 /// A SQLite database, copied hot with the online backup API, checked with
 /// `PRAGMA integrity_check`, then compressed while it is hashed.
 ///
-/// Config (`TARGET_<NAME>_…`): `PATH` (required), `COMPRESSION` (`gzip`, `zstd`, `none`;
-/// default `gzip`), `LEVEL`.
+/// Config (`TARGET_<NAME>_…`): the keys declared in `configKeys`.
 public struct SQLiteTarget: TargetKind {
     public let name: String
     /// The kind's name in config.

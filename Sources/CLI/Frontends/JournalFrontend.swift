@@ -56,9 +56,10 @@ public enum JournalFrontend: Frontend {
     public static var configHelp: String {
         ConfigKeysHelp.summary(sections: keySections, kinds: targetKinds) + """
 
-        Targets: db, codebase. Tiers: backup --tier daily|weekly|monthly. Default schedules:
-        daily 02:00 --db-only, weekly Sun 03:00, monthly 1st 04:00; retention: daily 7 days,
-        weekly 28 days, monthly 183 days unless KEEP_* keys say otherwise.
+        Targets: db, codebase. Tiers: backup --tier daily|weekly|monthly.
+        Default schedules: daily 02:00 --db-only, weekly Sun 03:00, monthly 1st
+        04:00. Retention unless KEEP_* keys say otherwise: daily 7 days, weekly
+        28 days, monthly 183 days.
         """
     }
 
