@@ -37,7 +37,7 @@ public struct ArchiveTarget: TargetKind {
                 compression: Compression = .gzip(level: 6), artifactStem: String? = nil) {
         self.name = name
         self.paths = paths
-        self.base = base == "/" ? "/" : (base.hasSuffix("/") ? String(base.dropLast()) : base)
+        self.base = FileOps.trimmingTrailingSlashes(base)
         self.include = include
         self.exclude = exclude
         self.compression = compression

@@ -45,7 +45,7 @@ public struct MinioDataTarget: TargetKind {
     public init(name: String, dataDirectory: String, bucket: String? = nil, compression: Compression = .gzip(level: 6),
                 minimumBytes: Int64 = 512, stopCommand: String? = nil, startCommand: String? = nil) {
         self.name = name
-        let dataDir = dataDirectory.count > 1 && dataDirectory.hasSuffix("/") ? String(dataDirectory.dropLast()) : dataDirectory
+        let dataDir = FileOps.trimmingTrailingSlashes(dataDirectory)
         source = .volume(dataDirectory: dataDir, bucket: bucket)
         self.minimumBytes = minimumBytes
         self.stopCommand = stopCommand

@@ -118,3 +118,16 @@ final class SetIDTimeTests: XCTestCase {
         XCTAssertEqual(Repository(root: dir).newSetID(at: date, tier: "daily"), "20261208_020000")
     }
 }
+
+/// The one trailing-slash rule.
+final class TrailingSlashTests: XCTestCase {
+    func testTrailingSlashesGoButTheRootStays() {
+        XCTAssertEqual(FileOps.trimmingTrailingSlashes("/srv/data/"), "/srv/data")
+        XCTAssertEqual(FileOps.trimmingTrailingSlashes("/srv/data//"), "/srv/data")
+        XCTAssertEqual(FileOps.trimmingTrailingSlashes("/srv/data"), "/srv/data")
+        XCTAssertEqual(FileOps.trimmingTrailingSlashes("/"), "/")
+        XCTAssertEqual(FileOps.trimmingTrailingSlashes("//"), "/")
+        XCTAssertEqual(FileOps.trimmingTrailingSlashes("data/"), "data")
+        XCTAssertEqual(FileOps.trimmingTrailingSlashes(""), "")
+    }
+}
