@@ -99,11 +99,16 @@ struct CheckCommand<F: Frontend>: ParsableCommand {
     @Option(name: .long, help: "With --health: also write the status document to this file, atomically.")
     var statusFile: String?
 
+    @Flag(name: .long, help: "List every config key with its type, default and meaning, and stop (reads no config).")
+    var keys = false
+
     func validate() throws {
         if statusFile != nil && !health { throw ValidationError("--status-file goes with --health") }
+        if keys && (health || json) { throw ValidationError("--keys goes alone") }
     }
 
     func run() throws {
+        if keys { return print(ConfigKeysHelp.full(sections: F.keySections, kinds: F.targetKinds)) }
         if health { return try HealthCheckRun<F>(global: global, json: json, statusFile: statusFile).run() }
         let session = try Session<F>(global, logToFile: false, warnInterrupted: false)
         _ = try session.monitoring()
@@ -123,6 +128,14 @@ struct CheckCommand<F: Frontend>: ParsableCommand {
         if !json {
             print("\(findings.isEmpty ? "ok  " : "FAIL")  backup directory \(root)")
             for f in findings { print("      \(f.severity.rawValue): \(f.message)") }
+        }
+        // Near misses of declared keys (BACKUP_DRI): warnings, since the file may hold the
+        // application's own keys too.
+        let typos = ConfigKeysHelp.nearMisses(config: session.config, sections: F.keySections)
+        findings += typos
+        if !json && !typos.isEmpty {
+            print("WARN  config keys")
+            for f in typos { print("      \(f.severity.rawValue): \(f.message)") }
         }
         let encryption = ArtifactEncryption.shared.findings()
         findings += encryption

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BackupCore
 import Foundation
+import Targets
 
 /// What an executable contributes on top of the shared command tree: its name, how its
 /// targets are composed from config, and any flags of its own.
@@ -14,6 +15,13 @@ public protocol Frontend {
     static var abstract: String { get }
     /// The config keys, for `--help`.
     static var configHelp: String { get }
+
+    /// The global keys the executable reads, by section (default: `GlobalKeys.sections`), for
+    /// `check --keys` and the "did you mean" of `check`.
+    static var keySections: [GlobalKeys.Section] { get }
+
+    /// The target kinds its config may declare (default: every registered kind).
+    static var targetKinds: [any TargetKind.Type] { get }
 
     /// Builds the deployment (backup directory and targets) from config.
     static func deployment(config: Config) throws -> Deployment
@@ -60,6 +68,10 @@ extension Frontend {
         guard arguments.first.map({ $0.hasPrefix("-") }) ?? true else { return arguments }
         return subcommand + arguments
     }
+
+    public static var keySections: [GlobalKeys.Section] { GlobalKeys.sections }
+
+    public static var targetKinds: [any TargetKind.Type] { TargetRegistry.kinds }
 
     /// A daily backup at 02:00, pruning when retention is configured.
     public static func defaultSchedules(config: Config) -> [(name: String, cron: String, arguments: [String])] {

@@ -6,13 +6,19 @@ import Foundation
 /// and listed in the manifest. A path that is a git work tree has its commit and branch
 /// recorded.
 ///
-/// Config (`TARGET_<NAME>_…`): `PATHS` (required), `BASE` (default `/`), `INCLUDE`,
-/// `EXCLUDE` (globs on the entry's name or path), `COMPRESSION` (`gzip` default, `zstd`,
-/// `none`), `LEVEL`, `THREADS` (zstd workers, default: CPU count), `ARTIFACT` (file name stem,
-/// default the target name).
-public struct ArchiveTarget: BackupTarget {
+/// Config (`TARGET_<NAME>_…`): the keys declared in `configKeys`.
+public struct ArchiveTarget: TargetKind {
     public let name: String
-    public let kind = "archive"
+    /// The kind's name in config.
+    public static let kindName = "archive"
+    /// Every key of the kind, declared once (see `TargetKind`).
+    public static let configKeys: [ConfigKey] = [
+        ConfigKey("PATHS", .list, help: "files, folders and globs to archive (required)"),
+        ConfigKey("BASE", .path, default: "/", help: "entries are stored relative to this folder and restored into it"),
+        ConfigKey("INCLUDE", .list, help: "only regular files matching one of these globs are kept"),
+        ConfigKey("EXCLUDE", .list, help: "files and folders matching one of these globs are skipped"),
+        ConfigKey("ARTIFACT", .string, default: "the target name", help: "the artifact's file name stem"),
+    ] + Compression.configKeys(of: "the tarball")
     /// What to archive (absolute paths).
     public let paths: [String]
     /// Entries are named relative to this directory, and restored into it by default.
@@ -31,7 +37,7 @@ public struct ArchiveTarget: BackupTarget {
                 compression: Compression = .gzip(level: 6), artifactStem: String? = nil) {
         self.name = name
         self.paths = paths
-        self.base = base == "/" ? "/" : (base.hasSuffix("/") ? String(base.dropLast()) : base)
+        self.base = FileOps.trimmingTrailingSlashes(base)
         self.include = include
         self.exclude = exclude
         self.compression = compression
@@ -47,15 +53,12 @@ public struct ArchiveTarget: BackupTarget {
         for p in paths where !(base == "/" || p == base || p.hasPrefix(base + "/")) {
             throw ConfigError.invalidValue(key: s.key("PATHS"), file: s.config.file, value: p, expected: "paths inside \(s.key("BASE"))=\(base)")
         }
-        let compressionName = try s.choice("COMPRESSION", ["gzip", "zstd", "none"], default: "gzip")
-        let level = try s.string("LEVEL") == nil ? nil : s.int("LEVEL", default: 6, range: 1...19)
-        let threads = try s.int("THREADS", default: ProcessInfo.processInfo.activeProcessorCount, range: 1...64)
         let stem = s.string("ARTIFACT")
         if let stem, stem.contains("/") {
             throw ConfigError.invalidValue(key: s.key("ARTIFACT"), file: s.config.file, value: stem, expected: "a file name without /")
         }
         self.init(name: s.name, paths: paths, base: base, include: s.list("INCLUDE"), exclude: s.list("EXCLUDE"),
-                  compression: Compression.parse(compressionName, level: level, threads: threads)!, artifactStem: stem)
+                  compression: try Compression(settings: s), artifactStem: stem)
     }
 
     public var summary: String {
@@ -531,9 +534,7 @@ extension ArchiveTarget {
             }
             try extractor.close()
             try reader.drain()
-            guard reader.hexDigest() == artifact.sha256 else {
-                throw OperationError("\(artifact.path): checksum mismatch (SHA-256 \(reader.hexDigest()), manifest says \(artifact.sha256))")
-            }
+            try ChecksumMismatch.check(artifact.path, actual: reader.hexDigest(), expected: artifact.sha256)
         } catch {
             return DrillReport(target: name, setID: context.setID, passed: false, restoreSeconds: 0, lines: lines + ["extraction failed: \(error)"])
         }

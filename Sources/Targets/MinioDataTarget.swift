@@ -10,11 +10,10 @@ import Logging
 /// per file; `STOP_CMD` / `START_CMD` run around the copy (and around a restore) to make it
 /// consistent. The start command runs even when the copy fails.
 ///
-/// Config (`TARGET_<NAME>_…`): `DATA_DIR` (required), `BUCKET`, `COMPRESSION` (`gzip` default,
-/// for the document's names; `zstd`, `none`), `LEVEL`, `THREADS`, `MIN_BYTES` (default 512),
-/// `STOP_CMD`, `START_CMD` (run with `/bin/sh -c`; they appear in the process list, so no
-/// secrets in them).
-public struct MinioDataTarget: BackupTarget {
+/// Config (`TARGET_<NAME>_…`): the keys declared in `configKeys`.
+/// `STOP_CMD` and `START_CMD` run with `/bin/sh -c`; they appear in the process list, so no
+/// secrets in them.
+public struct MinioDataTarget: TargetKind {
     /// Where the objects come from. The S3 API (a bucket read through a client) will be another
     /// case with its own backup path; the engine does not need to change for it.
     public enum Source: Sendable, Equatable {
@@ -23,7 +22,16 @@ public struct MinioDataTarget: BackupTarget {
     }
 
     public let name: String
-    public let kind = "minio"
+    /// The kind's name in config.
+    public static let kindName = "minio"
+    /// Every key of the kind, declared once (see `TargetKind`).
+    public static let configKeys: [ConfigKey] = [
+        ConfigKey("DATA_DIR", .path, help: "MinIO's data directory (required)"),
+        ConfigKey("BUCKET", .string, help: "only this bucket's folder"),
+        ConfigKey("MIN_BYTES", .int, default: "512", help: "the tarball must be larger than this"),
+        ConfigKey("STOP_CMD", .command, help: "run before the copy and a restore (e.g. docker compose stop minio)"),
+        ConfigKey("START_CMD", .command, help: "run after the copy and a restore, even when the copy fails"),
+    ] + Compression.configKeys(of: "the tarball")
     /// Where the objects come from.
     public let source: Source
     /// The tarball must be larger than this (schedgen: more than 512 bytes).
@@ -44,7 +52,7 @@ public struct MinioDataTarget: BackupTarget {
     public init(name: String, dataDirectory: String, bucket: String? = nil, compression: Compression = .gzip(level: 6),
                 minimumBytes: Int64 = 512, stopCommand: String? = nil, startCommand: String? = nil) {
         self.name = name
-        let dataDir = dataDirectory.count > 1 && dataDirectory.hasSuffix("/") ? String(dataDirectory.dropLast()) : dataDirectory
+        let dataDir = FileOps.trimmingTrailingSlashes(dataDirectory)
         source = .volume(dataDirectory: dataDir, bucket: bucket)
         self.minimumBytes = minimumBytes
         self.stopCommand = stopCommand
@@ -60,11 +68,8 @@ public struct MinioDataTarget: BackupTarget {
         if let bucket, bucket.range(of: "^[a-z0-9][a-z0-9.-]{1,62}$", options: .regularExpression) == nil {
             throw ConfigError.invalidValue(key: s.key("BUCKET"), file: s.config.file, value: bucket, expected: "an S3 bucket name (lowercase letters, digits, dots, dashes)")
         }
-        let compressionName = try s.choice("COMPRESSION", ["gzip", "zstd", "none"], default: "gzip")
-        let level = try s.string("LEVEL") == nil ? nil : s.int("LEVEL", default: 6, range: 1...19)
-        let threads = try s.int("THREADS", default: ProcessInfo.processInfo.activeProcessorCount, range: 1...64)
         self.init(name: s.name, dataDirectory: dataDir, bucket: bucket,
-                  compression: Compression.parse(compressionName, level: level, threads: threads)!,
+                  compression: try Compression(settings: s),
                   minimumBytes: Int64(try s.int("MIN_BYTES", default: 512, range: 0...Int.max)),
                   stopCommand: s.string("STOP_CMD"), startCommand: s.string("START_CMD"))
     }
@@ -143,7 +148,7 @@ public struct MinioDataTarget: BackupTarget {
         defer { reader.close() }
         let entries = sealed ? nil : try ArchiveReader(source: reader).readThrough().0
         try reader.drain()
-        guard reader.hexDigest() == artifact.sha256 else { throw OperationError("\(artifact.path): read back with a different checksum") }
+        try ChecksumMismatch.check(artifact.path, actual: reader.hexDigest(), expected: artifact.sha256, consequence: "the file read back differs from what was written")
         if let entries, let expected = output.facts["entries"]?.sizeValue, expected != entries {
             throw OperationError("\(artifact.path): read back \(entries) entries, wrote \(Int(expected))")
         }

@@ -8,13 +8,23 @@ import Foundation
 /// PostgreSQL 15+ it is compressed by the server with zstd workers; on older servers Backstop
 /// compresses it while it streams.
 ///
-/// Config (`TARGET_<NAME>_…`): the connection keys of `PostgresServer`, `DATABASE` (for the
-/// checks; default `postgres`), `WAL_ARCHIVE`, `COMPRESSION` (`zstd`, `gzip`, `none`),
-/// `LEVEL`, `WORKERS`, `DATA_DIR`, `RESTORE_OWNER`, `STOP_CMD`, `START_CMD`, `PRUNE_WAL`,
-/// `ROW_COUNTS` (`exact`, default, or `none`).
-public struct PgBaseBackupTarget: BackupTarget {
+/// Config (`TARGET_<NAME>_…`): the keys declared in `configKeys`.
+public struct PgBaseBackupTarget: TargetKind {
     public let name: String
-    public let kind = "pg_basebackup"
+    /// The kind's name in config.
+    public static let kindName = "pg_basebackup"
+    /// Every key of the kind, declared once (see `TargetKind`).
+    public static let configKeys: [ConfigKey] = [
+        ConfigKey("DATABASE", .string, default: "postgres", help: "a database to connect to for the checks"),
+        ConfigKey("WAL_ARCHIVE", .path, help: "the folder archive_command copies WAL into (for point-in-time recovery)"),
+        ConfigKey("WORKERS", .int, default: "CPU count", help: "zstd threads (on the server for PostgreSQL 15+; 0-64)"),
+        ConfigKey("DATA_DIR", .path, help: "where restore puts the cluster when --to is not given"),
+        ConfigKey("RESTORE_OWNER", .string, default: "postgres", help: "owner of the restored data directory"),
+        ConfigKey("STOP_CMD", .command, help: "run before a restore (e.g. systemctl stop postgresql)"),
+        ConfigKey("START_CMD", .command, help: "run after a restore"),
+        ConfigKey("PRUNE_WAL", .bool, default: "true", help: "retention removes WAL older than the oldest kept base backup"),
+        ConfigKey("ROW_COUNTS", .choice(["exact", "none"]), default: "exact", help: "count every table after each backup, for the restore drill"),
+    ] + Compression.configKeys(defaultName: "zstd", threads: false, of: "the base backup") + PostgresServer.configKeys
     /// The server.
     public let server: PostgresServer
     /// A database to connect to for checks.
@@ -62,10 +72,9 @@ public struct PgBaseBackupTarget: BackupTarget {
 
     /// Builds the target from its config keys.
     public init(settings s: TargetSettings) throws {
+        let (compression, level) = try Compression.read(s, defaultName: "zstd", threads: false)
         self.init(name: s.name, server: try PostgresServer(settings: s), database: s.string("DATABASE") ?? "postgres",
-                  walArchive: try s.path("WAL_ARCHIVE"),
-                  compression: try s.choice("COMPRESSION", ["zstd", "gzip", "none"], default: "zstd"),
-                  level: try s.string("LEVEL") == nil ? nil : s.int("LEVEL", default: 3, range: 1...19),
+                  walArchive: try s.path("WAL_ARCHIVE"), compression: compression.name, level: level,
                   workers: try s.int("WORKERS", default: ProcessInfo.processInfo.activeProcessorCount, range: 0...64),
                   dataDirectory: try s.path("DATA_DIR"), restoreOwner: s.string("RESTORE_OWNER") ?? "postgres",
                   stopCommand: s.string("STOP_CMD"), startCommand: s.string("START_CMD"),
@@ -450,7 +459,7 @@ public struct PgBaseBackupTarget: BackupTarget {
         }
         try extractor.close()
         try reader.drain()
-        guard reader.hexDigest() == sha256 else { throw OperationError("\(path): checksum mismatch while extracting") }
+        try ChecksumMismatch.check(path, actual: reader.hexDigest(), expected: sha256)
     }
 
     /// Asks the restored server to recover from the archive and then promote.

@@ -5,12 +5,8 @@ import Foundation
 /// while they stream; exact row counts taken in the dump's own snapshot; safe restore with a
 /// pre-restore dump and automatic rollback; and a restore drill into a scratch database.
 ///
-/// Config (`TARGET_<NAME>_…`): `DATABASE` or `DATABASES` (required), the connection keys of
-/// `PostgresServer` (`HOST`, `PORT`, `USER`, `PASSWORD`, `PASSFILE`, `SSLMODE`, `BIN_DIR`),
-/// `FORMAT` (`custom`, `custom-zstd`, `sql-gzip`), `LEVEL`, `THREADS`, `JOBS`, `ROW_COUNTS`
-/// (`exact`, `estimate`), `MIN_BYTES`, `SHRINK_WARN`, `LOCK_TIMEOUT`, `GLOBALS`
-/// (`without-passwords`, default, `with-passwords`, `none`).
-public struct PgDumpTarget: BackupTarget {
+/// Config (`TARGET_<NAME>_…`): the keys declared in `configKeys`.
+public struct PgDumpTarget: TargetKind {
     /// How a dump is written.
     public enum DumpFormat: String, Sendable, CaseIterable {
         /// `pg_dump -Fc`, compressed by pg_dump itself (gzip).
@@ -41,7 +37,22 @@ public struct PgDumpTarget: BackupTarget {
     }
 
     public let name: String
-    public let kind = "pg_dump"
+    /// The kind's name in config.
+    public static let kindName = "pg_dump"
+    /// Every key of the kind, declared once (see `TargetKind`).
+    public static let configKeys: [ConfigKey] = [
+        ConfigKey("DATABASE", .string, help: "the database to dump (this or DATABASES is required)"),
+        ConfigKey("DATABASES", .list, help: "several databases, one artifact each"),
+        ConfigKey("FORMAT", .choice(PgDumpTarget.DumpFormat.allCases.map(\.rawValue)), default: "custom", help: "the dump format"),
+        ConfigKey("LEVEL", .int, default: "pg_dump's", help: "compression level (pg_dump -Z for custom; 0-19)"),
+        ConfigKey("THREADS", .int, default: "CPU count", help: "zstd threads for custom-zstd (1-64)"),
+        ConfigKey("JOBS", .int, default: "CPU count", help: "pg_restore -j on restore (1-64)"),
+        ConfigKey("ROW_COUNTS", .choice(["exact", "estimate"]), default: "exact", help: "row counts recorded with each dump"),
+        ConfigKey("MIN_BYTES", .int, default: "256", help: "a smaller dump fails the target"),
+        ConfigKey("SHRINK_WARN", .number, default: "0.5", help: "warn when a dump shrinks by more than this fraction"),
+        ConfigKey("LOCK_TIMEOUT", .int, default: "300", help: "seconds to wait for a locked table before failing"),
+        ConfigKey("GLOBALS", .choice(PgDumpTarget.Globals.allCases.map(\.rawValue)), default: "without-passwords", help: "also keep the cluster's roles (pg_dumpall --globals-only)"),
+    ] + PostgresServer.configKeys
     /// The server.
     public let server: PostgresServer
     /// The databases, one artifact each.
@@ -1061,9 +1072,7 @@ extension PgDumpTarget {
         defer { reader.close() }
         let text = try Self.readGlobals(reader)
         try reader.drain()
-        guard reader.hexDigest() == artifact.sha256 else {
-            throw OperationError("\(artifact.path): checksum mismatch (SHA-256 \(reader.hexDigest()), manifest says \(artifact.sha256)); not restoring")
-        }
+        try ChecksumMismatch.check(artifact.path, actual: reader.hexDigest(), expected: artifact.sha256, consequence: "not restoring")
         let (roles, grants) = Self.parseGlobals(text)
         func exists(_ role: String) throws -> Bool { try conn.scalar("SELECT 1 FROM pg_roles WHERE rolname = $1", parameters: [role]) != nil }
         let missing = try roles.filter { try !exists($0.name) }

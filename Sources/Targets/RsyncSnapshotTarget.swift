@@ -12,13 +12,25 @@ import Foundation
 /// committed, `BACKUP_DIR/links/<target>/<LINK>` (default `latest`) is moved to the new tree
 /// atomically.
 ///
-/// Config (`TARGET_<NAME>_…`): `SOURCE` (required), `LINK` (default `latest`), `EXCLUDE`,
-/// `DEFAULT_EXCLUDES` (default true: `.DS_Store Thumbs.db *.tmp`), `HARD_LINKS` (-H),
-/// `ACLS` (-A), `XATTRS` (-X), `BWLIMIT` (KiB/s), `RESTORE_OWNER`, `RESTORE_GROUP`,
-/// `RESTORE_CHMOD` (an rsync `--chmod` spec such as `D755,F644`).
-public struct RsyncSnapshotTarget: BackupTarget {
+/// Config (`TARGET_<NAME>_…`): the keys declared in `configKeys`.
+public struct RsyncSnapshotTarget: TargetKind {
     public let name: String
-    public let kind = "rsync"
+    /// The kind's name in config.
+    public static let kindName = "rsync"
+    /// Every key of the kind, declared once (see `TargetKind`).
+    public static let configKeys: [ConfigKey] = [
+        ConfigKey("SOURCE", .path, help: "the folder to snapshot (required)"),
+        ConfigKey("LINK", .string, default: "latest", help: "name of the link to the newest snapshot in BACKUP_DIR/links/<target>/"),
+        ConfigKey("EXCLUDE", .list, help: "extra rsync exclude patterns"),
+        ConfigKey("DEFAULT_EXCLUDES", .bool, default: "true", help: "also leave out .DS_Store, Thumbs.db, *.tmp"),
+        ConfigKey("HARD_LINKS", .bool, default: "false", help: "rsync -H"),
+        ConfigKey("ACLS", .bool, default: "false", help: "rsync -A"),
+        ConfigKey("XATTRS", .bool, default: "false", help: "rsync -X"),
+        ConfigKey("BWLIMIT", .int, default: "0 (none)", help: "rsync --bwlimit in KiB/s"),
+        ConfigKey("RESTORE_OWNER", .string, help: "owner of restored files (restore --owner overrides)"),
+        ConfigKey("RESTORE_GROUP", .string, help: "group of restored files (restore --group overrides)"),
+        ConfigKey("RESTORE_CHMOD", .string, help: "an rsync --chmod spec for restored files, e.g. D755,F644"),
+    ]
     /// The tree to snapshot (absolute, no trailing slash).
     public let source: String
     /// The name of the link to the newest snapshot, in `BACKUP_DIR/links/<target>/`.
@@ -289,7 +301,7 @@ public struct RsyncSnapshotTarget: BackupTarget {
         guard let data = FileManager.default.contents(atPath: path) else { throw OperationError("\(path) is missing") }
         var h = StreamingSHA256()
         data.withUnsafeBytes { h.update($0) }
-        guard h.hexDigest() == artifact.sha256 else { throw OperationError("\(path): checksum mismatch") }
+        try ChecksumMismatch.check(path, actual: h.hexDigest(), expected: artifact.sha256)
         return try FileTreeManifest.parse(data)
     }
 

@@ -4,11 +4,15 @@ import Foundation
 /// A SQLite database, copied hot with the online backup API, checked with
 /// `PRAGMA integrity_check`, then compressed while it is hashed.
 ///
-/// Config (`TARGET_<NAME>_…`): `PATH` (required), `COMPRESSION` (`gzip`, `zstd`, `none`;
-/// default `gzip`), `LEVEL`.
-public struct SQLiteTarget: BackupTarget {
+/// Config (`TARGET_<NAME>_…`): the keys declared in `configKeys`.
+public struct SQLiteTarget: TargetKind {
     public let name: String
-    public let kind = "sqlite"
+    /// The kind's name in config.
+    public static let kindName = "sqlite"
+    /// Every key of the kind, declared once (see `TargetKind`).
+    public static let configKeys: [ConfigKey] = [
+        ConfigKey("PATH", .path, help: "the database file (required)"),
+    ] + Compression.configKeys(threads: false, of: "the copy")
     /// The live database file.
     public let path: String
     /// How the copy is compressed.
@@ -23,10 +27,7 @@ public struct SQLiteTarget: BackupTarget {
 
     /// Builds the target from its config keys.
     public init(settings s: TargetSettings) throws {
-        let compressionName = try s.choice("COMPRESSION", ["gzip", "zstd", "none"], default: "gzip")
-        let level = try s.string("LEVEL") == nil ? nil : s.int("LEVEL", default: 6, range: 1...19)
-        self.init(name: s.name, path: try s.requirePath("PATH"),
-                  compression: Compression.parse(compressionName, level: level, threads: 1)!)
+        self.init(name: s.name, path: try s.requirePath("PATH"), compression: try Compression(settings: s, threads: false))
     }
 
     public var summary: String { "SQLite database \(path) (\(compression.name))" }

@@ -55,7 +55,8 @@ final class RetentionPropertyTests: XCTestCase {
         XCTAssertTrue(message(["KEEP_LAST": "1", "TZ": "Mars/Olympus"]).hasPrefix("config: invalid value for TZ"))
         XCTAssertTrue(message(["RETENTION": "gfs"]).contains("missing required key KEEP_LAST"))
         XCTAssertTrue(message(["RETENTION": "sometimes"]).hasPrefix("config: invalid value for RETENTION"))
-        XCTAssertTrue(message(["KEEP_LAST": "2", "KEEP_DAYLY": "7"]).hasPrefix("config: unknown key KEEP_DAYLY in /etc/app.env (with RETENTION=gfs"))
+        XCTAssertEqual(message(["KEEP_LAST": "2", "KEEP_DAYLY": "7"]), "config: unknown key KEEP_DAYLY in /etc/app.env (did you mean KEEP_DAYLY → KEEP_DAILY?)")
+        XCTAssertTrue(message(["KEEP_LAST": "2", "KEEP_SOMETIMES": "7"]).hasPrefix("config: unknown key KEEP_SOMETIMES in /etc/app.env (with RETENTION=gfs"))
         XCTAssertTrue(message(["RETENTION_DAYS": "0"]).hasPrefix("config: invalid value for RETENTION_DAYS"))
         XCTAssertTrue(message(["RETENTION_WEEKS": "12", "KEEP_WEEKLY_DAYS": "84"]).contains("only one of KEEP_WEEKLY_DAYS and RETENTION_WEEKS"))
     }

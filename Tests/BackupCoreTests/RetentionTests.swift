@@ -85,7 +85,11 @@ final class RetentionTests: XCTestCase {
         let config = Config(file: "/etc/app.env", values: ["KEEP_DAILLY": "1", "KEEP_WEEKLY": "4"])
         XCTAssertThrowsError(try RetentionPolicy.from(config: config)) {
             XCTAssertEqual(($0 as? ConfigError).map { if case .unknownKey(let k, _, _) = $0 { return k } else { return "" } }, "KEEP_DAILLY")
-            XCTAssertTrue("\($0)".contains("config: unknown key KEEP_DAILLY in /etc/app.env"), "\($0)")
+            XCTAssertEqual("\($0)", "config: unknown key KEEP_DAILLY in /etc/app.env (did you mean KEEP_DAILLY → KEEP_DAILY?)")
+        }
+        // Far from every retention key: the list of them instead of a guess.
+        XCTAssertThrowsError(try RetentionPolicy.from(config: Config(file: "/etc/app.env", values: ["KEEP_FOREVER": "1"]))) {
+            XCTAssertTrue("\($0)".contains("unknown key KEEP_FOREVER in /etc/app.env (tier retention keys: KEEP_<TIER>"), "\($0)")
         }
     }
 }

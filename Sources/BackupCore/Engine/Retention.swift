@@ -132,7 +132,8 @@ public struct RetentionPolicy: Sendable, Equatable {
             let hint = mode == .tiers
                 ? "tier retention keys: KEEP_<TIER> (or KEEP_<TIER>_SETS) and KEEP_<TIER>_DAYS for \(tiers.sorted().joined(separator: ", ")) (more tiers with KEEP_TIERS), KEEP_MINIMUM; RETENTION=gfs for KEEP_LAST, KEEP_HOURLY ... KEEP_YEARLY, KEEP_WITHIN"
                 : "with RETENTION=gfs: KEEP_LAST, KEEP_HOURLY, KEEP_DAILY, KEEP_WEEKLY, KEEP_MONTHLY, KEEP_YEARLY, KEEP_WITHIN, KEEP_<TIER>_SETS, KEEP_<TIER>_DAYS, KEEP_TIERS, KEEP_MINIMUM"
-            throw ConfigError.unknownKey(key: key, file: config.origin(key), hint: hint)
+            let near = ConfigKey.nearest(to: key, among: known.sorted())
+            throw ConfigError.unknownKey(key: key, file: config.origin(key), hint: near.map { "did you mean \(key) → \($0)?" } ?? hint)
         }
         func count(_ key: String) throws -> Int? {
             config.string(key) == nil ? nil : try config.int(key, default: 0, range: 1...100_000)

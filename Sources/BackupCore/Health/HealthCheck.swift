@@ -26,8 +26,12 @@ public struct HealthSettings: Sendable {
     /// The default freshness threshold, `26h` (the journal document's).
     public static let defaultMaxAge: TimeInterval = 26 * 3600
 
-    /// Target keys the health check reads, accepted for every target kind.
-    public static let targetKeys = ["MAX_AGE", "MIN_SIZE", "SHRINK_WARN"]
+    /// Target keys the health check reads (`TARGET_<NAME>_…`), accepted for every target kind.
+    public static let targetConfigKeys: [ConfigKey] = [
+        ConfigKey("MAX_AGE", .duration, default: "MAX_AGE", help: "health: this target's newest backup older than this warns"),
+        ConfigKey("MIN_SIZE", .size, default: "MIN_SIZE", help: "health: this target's newest good backup must be at least this big"),
+        ConfigKey("SHRINK_WARN", .number, default: "SHRINK_WARN", help: "health: warn when a backup shrinks by more than this fraction"),
+    ]
 
     /// Reads `MAX_AGE`, `MIN_SIZE`, `SHRINK_WARN` (each also as `TARGET_<NAME>_…`),
     /// `DISK_USAGE_WARN`, `DISK_USAGE_CRITICAL`, `WAL_MAX_AGE` and `DRILL_MAX_AGE`.

@@ -252,11 +252,7 @@ public struct Repository: Sendable {
     /// A new, unused set ID for `date` in `tier`.
     public func newSetID(at date: Date, tier: String) -> String {
         // UTC, so IDs sort in time order across daylight-saving changes.
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMdd_HHmmss"
-        let base = f.string(from: date)
+        let base = SetIDTime.string(from: date)
         var id = base
         var n = 2
         let existing = Set(allSets().map(\.id))

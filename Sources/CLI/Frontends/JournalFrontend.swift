@@ -24,27 +24,44 @@ public enum JournalFrontend: Frontend {
     public typealias BackupFlags = JournalBackupFlags
     public static let commandName = "journal-backup"
     public static let abstract = "Back up the journal application: its database and its codebase."
-    public static let configHelp = """
-    Config keys (--config FILE, default ./.env; the environment overrides):
-      BACKUP_DIR            default: backups/ beside the config file
-      DATABASE_TYPE         sqlite (default) or postgresql
-      SQLITE_PATH           the SQLite database file
-      DATABASE_URL          postgresql://USER:PASSWORD@HOST:PORT/DB, or
-      POSTGRES_HOST POSTGRES_PORT POSTGRES_USER POSTGRES_PASSWORD POSTGRES_DB
-      PG_DUMP_FORMAT        custom (default), custom-zstd or sql-gzip
-      PG_BIN_DIR            where pg_dump/pg_restore are, if not the system's
-      CODEBASE_DIR          default: the config file's directory
-      CODEBASE_EXCLUDE      extra globs (.git, __pycache__, *.pyc,
-                            node_modules, .venv, the backup dir: always)
-      CODEBASE_COMPRESSION  gzip (default) or zstd
-      KEEP_DAILY_DAYS=7 KEEP_WEEKLY_DAYS=28 KEEP_MONTHLY_DAYS=183
-                            (or RETENTION=gfs KEEP_LAST KEEP_DAILY ...)
-      SCHEDULE_<NAME>="CRON: COMMAND"  default: daily 02:00 --db-only,
-                            weekly Sun 03:00, monthly 1st 04:00
-      Alerts, health thresholds and metrics: the keys of backstop (see the
-      README: ALERT_*, SLACK_WEBHOOK_URL, MAX_AGE, METRICS_FILE, ...)
-    Targets: db, codebase. Tiers: backup --tier daily|weekly|monthly.
-    """
+    /// The journal's own keys, declared once (read by `deployment(config:)` and `postgres`).
+    public static let journalKeys = GlobalKeys.Section(title: "journal", keys: [
+        ConfigKey("BACKUP_DIR", .path, default: "backups/ beside the config file", help: "where backups go"),
+        ConfigKey("DEPLOYMENT_NAME", .string, default: "journal-backup", help: "names the deployment in alerts and metrics"),
+        ConfigKey("DATABASE_TYPE", .choice(["sqlite", "postgresql"]), default: "sqlite", help: "which database the journal uses"),
+        ConfigKey("SQLITE_PATH", .path, help: "the SQLite database file (required with sqlite)"),
+        ConfigKey("DATABASE_URL", .secret, help: "postgresql://USER:PASSWORD@HOST:PORT/DB (or the POSTGRES_* keys)"),
+        ConfigKey("POSTGRES_HOST", .string, default: "libpq's", help: "the PostgreSQL server"),
+        ConfigKey("POSTGRES_PORT", .int, default: "5432", help: "its port"),
+        ConfigKey("POSTGRES_USER", .string, default: "libpq's", help: "the role to connect as"),
+        ConfigKey("POSTGRES_PASSWORD", .secret, help: "its password"),
+        ConfigKey("POSTGRES_DB", .string, help: "the database (required without DATABASE_URL)"),
+        ConfigKey("PG_DUMP_FORMAT", .choice(PgDumpTarget.DumpFormat.allCases.map(\.rawValue)), default: "custom", help: "the dump format"),
+        ConfigKey("PG_BIN_DIR", .path, help: "where pg_dump and pg_restore are, if not the system's"),
+        ConfigKey("CODEBASE_DIR", .path, default: "the config file's directory", help: "the codebase to archive"),
+        ConfigKey("CODEBASE_EXCLUDE", .list, help: "extra globs (.git, __pycache__, *.pyc, node_modules, .venv, the backup dir: always)"),
+        ConfigKey("CODEBASE_COMPRESSION", .choice(["gzip", "zstd"]), default: "gzip", help: "how the codebase tarball is compressed"),
+    ])
+
+    /// The journal's keys, then the shared ones except the deployment section (`TARGETS` is
+    /// not read: the targets are fixed).
+    public static var keySections: [GlobalKeys.Section] {
+        [journalKeys] + GlobalKeys.sections.filter { $0.title != GlobalKeys.deployment.title }
+    }
+
+    /// The targets are fixed (db, codebase): no `TARGET_<NAME>_KIND`.
+    public static var targetKinds: [any TargetKind.Type] { [] }
+
+    /// Generated from the declarations.
+    public static var configHelp: String {
+        ConfigKeysHelp.summary(sections: keySections, kinds: targetKinds) + """
+
+        Targets: db, codebase. Tiers: backup --tier daily|weekly|monthly.
+        Default schedules: daily 02:00 --db-only, weekly Sun 03:00, monthly 1st
+        04:00. Retention unless KEEP_* keys say otherwise: daily 7 days, weekly
+        28 days, monthly 183 days.
+        """
+    }
 
     /// Globs the codebase tarball always leaves out.
     public static let defaultExcludes = [".git", "__pycache__", "*.pyc", "node_modules", ".venv"]

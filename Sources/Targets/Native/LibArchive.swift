@@ -6,41 +6,6 @@ import Foundation
 // The thin layer over libarchive. Every libarchive call and unsafe pointer in Backstop is in
 // this file; targets use the Swift types below.
 
-/// Compression for archives and compressed single files.
-public enum Compression: Sendable, Equatable {
-    case none
-    case gzip(level: Int)
-    case zstd(level: Int, threads: Int)
-
-    /// File-name suffix, e.g. `.gz`.
-    public var suffix: String {
-        switch self {
-        case .none: return ""
-        case .gzip: return ".gz"
-        case .zstd: return ".zst"
-        }
-    }
-
-    /// Name recorded in manifests.
-    public var name: String {
-        switch self {
-        case .none: return "none"
-        case .gzip: return "gzip"
-        case .zstd: return "zstd"
-        }
-    }
-
-    /// Parses `gzip`, `zstd` or `none`, with an optional level.
-    public static func parse(_ name: String, level: Int?, threads: Int) -> Compression? {
-        switch name {
-        case "none": return Compression.none
-        case "gzip": return .gzip(level: level ?? 6)
-        case "zstd": return .zstd(level: level ?? 3, threads: threads)
-        default: return nil
-        }
-    }
-}
-
 /// An error reported by libarchive, with its message.
 public struct ArchiveError: UserFacingError {
     /// libarchive's message, with context.

@@ -73,9 +73,7 @@ enum MemberList {
             data.append(contentsOf: UnsafeRawBufferPointer(rebasing: reader.buffer[0..<n]))
         }
         try reader.drain()
-        guard reader.hexDigest() == sha256 else {
-            throw OperationError("\(path): checksum mismatch (SHA-256 \(reader.hexDigest()), manifest says \(sha256))")
-        }
+        try ChecksumMismatch.check(path, actual: reader.hexDigest(), expected: sha256)
         return try parse(data)
     }
 }

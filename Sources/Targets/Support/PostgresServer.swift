@@ -72,15 +72,29 @@ public struct PostgresServer: Sendable {
         self.binDir = binDir
     }
 
+    /// libpq's `sslmode` values.
+    public static let sslModes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+    /// The connection keys a target reads (`init(settings:)`), declared once for every kind
+    /// that connects to PostgreSQL.
+    public static let configKeys: [ConfigKey] = [
+        ConfigKey("HOST", .string, default: "libpq's", help: "host name, address or unix socket folder"),
+        ConfigKey("PORT", .int, default: "5432", help: "the server's port"),
+        ConfigKey("USER", .string, default: "libpq's", help: "the role to connect as"),
+        ConfigKey("PASSWORD", .secret, help: "the role's password (or PASSFILE)"),
+        ConfigKey("PASSFILE", .path, help: "a .pgpass file"),
+        ConfigKey("SSLMODE", .choice(sslModes), default: "prefer", help: "libpq sslmode"),
+        ConfigKey("BIN_DIR", .path, help: "where pg_dump, pg_restore and psql are; searched first"),
+    ]
+
     /// Reads the connection keys of a target.
     public init(settings s: TargetSettings) throws {
-        let sslModes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
         self.init(host: s.string("HOST"),
                   port: try s.string("PORT") == nil ? nil : s.int("PORT", default: 5432, range: 1...65535),
                   user: s.string("USER"),
                   password: s.string("PASSWORD"),
                   passfile: try s.path("PASSFILE"),
-                  sslmode: try s.string("SSLMODE") == nil ? nil : s.choice("SSLMODE", sslModes, default: "prefer"),
+                  sslmode: try s.string("SSLMODE") == nil ? nil : s.choice("SSLMODE", PostgresServer.sslModes, default: "prefer"),
                   binDir: try s.path("BIN_DIR"))
         let key = s.string("PASSWORD") != nil ? s.key("PASSWORD") : s.string("PASSFILE") != nil ? s.key("PASSFILE") : nil
         credentialSource = key.map { "\($0) in \(s.config.origin($0))" }
