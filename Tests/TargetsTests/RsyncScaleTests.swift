@@ -179,4 +179,25 @@ final class RsyncScaleTests: XCTestCase {
         _ = try e.remove(id: (dirs[0] as NSString).lastPathComponent, force: false, dryRun: false)
         check("after removing the oldest")
     }
+
+    /// `prune` reports what each removal frees, oldest first, from the records; the sum is what
+    /// removing them all frees (checked against a walk before they are removed).
+    func testPruneSizesSumToWhatRemovingTheSetsFrees() throws {
+        let e = engine()
+        for round in 0..<5 {
+            try TestSupport.writeRandom(2000 + round, to: "\(src)/d\(round % 3)/f\(round).bin", seed: UInt64(300 + round))
+            try TestSupport.writeRandom(700, to: "\(src)/only\(round).bin", seed: UInt64(400 + round))
+            if round > 0 { unlink("\(src)/only\(round - 1).bin") }
+            XCTAssertTrue(try e.backup().succeeded)
+        }
+        let policy = RetentionPolicy(limits: ["daily": .init(count: 2)])
+        let decisions = e.pruneDecisions(policy)
+        let removed = decisions.filter(\.remove)
+        XCTAssertEqual(removed.count, 3)
+        let dirs = e.repository.completeSets().filter { s in removed.contains { $0.id == s.id } }.map(\.directory)
+        let walked = FileOps.freedSize(dirs)
+        XCTAssertGreaterThan(walked, 0)
+        XCTAssertEqual(removed.reduce(0) { $0 + $1.bytes }, walked)
+        XCTAssertTrue(removed.allSatisfy { $0.bytes > 0 }, "\(removed.map(\.bytes))")
+    }
 }
