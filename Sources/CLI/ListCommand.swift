@@ -25,8 +25,11 @@ struct ListCommand<F: Frontend>: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Flag(name: .long, help: "Show each backup's size on disk.")
+    @Flag(name: .long, help: "Show each backup's size on disk (snapshot trees as recorded at backup time).")
     var size = false
+
+    @Flag(name: .long, help: "With --size: walk every snapshot tree and count hard links, instead of using the recorded sizes.")
+    var exact = false
 
     @Option(name: .long, help: "Only this tier.")
     var tier: String?
@@ -37,13 +40,18 @@ struct ListCommand<F: Frontend>: ParsableCommand {
     func run() throws {
         let session = try Session<F>(global, logToFile: false)
         try session.engine.repository.checkReadable()
-        let sets = session.engine.repository.allSets().filter { tier == nil || $0.tier == tier }
+        let all = session.engine.repository.allSets()
+        let sets = all.filter { tier == nil || $0.tier == tier }
+        var sizes = SetSizes(sets: all.filter { $0.manifest != nil })
+        func freed(_ s: StoredSet) -> Int64 {
+            s.manifest == nil ? FileOps.freedSize(s.directory) : sizes.freed([s.directory], exact: exact)
+        }
         let rows = sets.map { s -> ListRow in
             let m = s.manifest
             return ListRow(id: s.id, tier: s.tier, status: m?.status.rawValue ?? (s.manifestUnreadable ? "unreadable" : "incomplete"), createdAt: m?.startedAt,
                            targets: m?.targets.filter { $0.status == .ok }.map(\.name) ?? [],
                            failedTargets: m?.targets.filter { $0.status == .failed }.map(\.name) ?? [],
-                           bytes: size ? FileOps.freedSize(s.directory) : nil, dataBytes: size ? m?.dataBytes : nil,
+                           bytes: size ? freed(s) : nil, dataBytes: size ? m?.dataBytes : nil,
                            directory: s.directory)
         }
         if json { return try printJSON(rows) }
@@ -62,9 +70,13 @@ struct ListCommand<F: Frontend>: ParsableCommand {
         }
         printTable(table)
         if size {
-            print("total: \(Format.bytes(FileOps.diskUsage(rows.map(\.directory)))) on disk in \(rows.count) backup(s)."
+            let total = tier == nil && !exact ? sizes.total() : FileOps.diskUsage(rows.map(\.directory))
+            print("total: \(Format.bytes(total)) on disk in \(rows.count) backup(s)."
                   + " DATA is what was backed up; ON DISK adds the manifest and checksum files, and is what removing"
                   + " a backup frees (files hard-linked with other backups count once, in the total)")
+            if !exact {
+                print("snapshot trees: sizes as recorded at backup time\(sizes.walkedTrees ? " (some trees were walked: their records could not tell)" : ""); --exact walks them and counts hard links")
+            }
         }
         if rows.contains(where: { $0.status == "incomplete" }) {
             print("incomplete backups have no manifest (a crashed or running backup); the next backup run removes them")

@@ -26,6 +26,9 @@ struct Stats: Codable {
     /// What the sets take on disk: data, manifests and checksum files; a file hard-linked
     /// between snapshots counts once.
     var totalBytes: Int64
+    /// True if `totalBytes` comes from walking every tree (`--exact`), false if snapshot trees
+    /// count as recorded at backup time.
+    var totalBytesExact: Bool
     var oldest: String?
     var newest: String?
     var diskFreeBytes: Int64?
@@ -45,6 +48,9 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
     @Flag(name: .long, help: "Print as JSON.")
     var json = false
 
+    @Flag(name: .long, help: "Walk every snapshot tree for the size on disk instead of using the sizes recorded at backup time.")
+    var exact = false
+
     func run() throws {
         let session = try Session<F>(global, logToFile: false)
         let repo = session.engine.repository
@@ -55,6 +61,7 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
         for s in complete { perTier[s.tier, default: 0] += 1 }
         var fs = statvfs()
         let free: Int64? = statvfs(repo.root, &fs) == 0 ? Int64(fs.f_bavail) * Int64(fs.f_frsize) : nil
+        var sizes = SetSizes(sets: complete)
         let drills = session.engine.drillHistory()
         let targets = session.deployment.targets.map { t -> Stats.TargetStats in
             let good = repo.latestGood(target: t.name)
@@ -75,7 +82,7 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
         }
         let stats = Stats(backupDirectory: repo.root, backups: complete.count, incomplete: all.count - complete.count,
                           perTier: perTier, dataBytes: complete.reduce(0) { $0 + ($1.manifest?.dataBytes ?? 0) },
-                          totalBytes: FileOps.diskUsage(complete.map(\.directory)),
+                          totalBytes: sizes.total(exact: exact), totalBytesExact: exact,
                           oldest: complete.last?.id, newest: complete.first?.id, diskFreeBytes: free, targets: targets,
                           drillLeftovers: DrillLeftovers(root: repo.root).leftovers().map { "[\($0.target)] \($0.description), left by a restore drill killed \(Format.age(Date().timeIntervalSince($0.at))) ago" })
 
@@ -84,6 +91,7 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
         print("backups: \(stats.backups) (\(perTier.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")))"
               + (stats.incomplete > 0 ? ", \(stats.incomplete) incomplete" : ""))
         print("size: \(Format.bytes(stats.dataBytes)) data, \(Format.bytes(stats.totalBytes)) on disk with manifests and checksum files"
+              + (exact ? "" : " (snapshot trees as recorded; --exact walks them)")
               + (free.map { "; disk free: \(Format.bytes($0))" } ?? ""))
         if let o = stats.oldest, let n = stats.newest { print("oldest: \(o), newest: \(n)") }
         for leftover in stats.drillLeftovers { print("leftover: \(leftover) (the next restore drill or prune removes it)") }
@@ -108,7 +116,7 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
             if let files = t.facts["files"]?.sizeValue, let unique = t.facts["uniqueBytes"]?.sizeValue {
                 func n(_ k: String) -> Int64 { t.facts[k]?.sizeValue ?? 0 }
                 print("  snapshot: \(files) files, \(n("directories")) dirs, \(n("filesTransferred")) transferred (\(Format.bytes(n("bytesTransferred")))), "
-                      + "apparent \(Format.bytes(n("apparentBytes"))), unique \(Format.bytes(unique)) (what removing it frees)")
+                      + "apparent \(Format.bytes(n("apparentBytes"))), unique \(Format.bytes(unique)) (files no earlier snapshot held, as recorded)")
             }
             if let wal = t.facts["walArchive"]?.objectValue {
                 let gaps = wal["gaps"]?.arrayValue?.compactMap(\.stringValue) ?? []

@@ -154,17 +154,21 @@ public struct RsyncSnapshotTarget: TargetKind {
         let tree = context.directory + "/" + Self.treeFolder
         try FileOps.makeDirectory(tree)
 
-        // The previous snapshot: its tree for --link-dest, its manifest for hashes to carry.
+        // The previous snapshot: its tree for --link-dest, its manifest (streamed in path
+        // order) for hashes to carry and for what this snapshot stops sharing with it.
         var linkDest: String?
-        var previousEntries: [[UInt8]: FileTreeEntry] = [:]
+        var previousManifest: SortedManifest?
+        var previousSet: String?
         if let previous = context.previous {
             var prevDir = previous.directory
             if !prevDir.hasPrefix("/") { prevDir = FileManager.default.currentDirectoryPath + "/" + prevDir }
             let prevTree = prevDir + "/" + Self.treeFolder
+            let setDir = (prevDir as NSString).deletingLastPathComponent
+            previousSet = "\((setDir as NSString).deletingLastPathComponent.split(separator: "/").last ?? "")/\((setDir as NSString).lastPathComponent)"
             if FileOps.isDirectory(prevTree) {
                 linkDest = prevTree
                 do {
-                    previousEntries = try Self.loadManifest(previous.record, targetDirectory: prevDir)
+                    previousManifest = try Self.openSortedManifest(previous.record, targetDirectory: prevDir, checkDigest: true)
                 } catch {
                     output.warnings.append("previous snapshot's manifest cannot be used (\(error)); every file is hashed")
                 }
@@ -184,7 +188,12 @@ public struct RsyncSnapshotTarget: TargetKind {
 
         // Names rsync wrote file content under (>f copied, cf local copy, hf hard link within
         // the tree with -H): these are hashed. Everything else was linked from --link-dest.
-        var written = Set<[UInt8]>()
+        // They are kept (and sorted, to merge with the walk) only when there is a previous
+        // manifest to carry hashes from; they are few on an incremental run. Without one every
+        // file is hashed anyway, and only their number is kept.
+        let keepNames = previousManifest != nil
+        var written: [[UInt8]] = []
+        var writtenCount = 0
         var filesTransferred = 0
         var bytesTransferred: Int64 = 0
         let rsyncStarted = Date()
@@ -193,7 +202,10 @@ public struct RsyncSnapshotTarget: TargetKind {
                 filesTransferred += 1
                 bytesTransferred += line.length
             }
-            if line.writesFileContent { written.insert(line.name) }
+            if line.writesFileContent {
+                writtenCount += 1
+                if keepNames { written.append(line.name) }
+            }
         }
         let rsyncSeconds = Date().timeIntervalSince(rsyncStarted)
         if outcome.status != 0 { try Interrupts.shared.yieldToSignal() }
@@ -204,18 +216,44 @@ public struct RsyncSnapshotTarget: TargetKind {
         default: throw outcome.error("rsync")
         }
         try Interrupts.shared.checkpoint()
+        written.sort { $0.lexicographicallyPrecedes($1) }
 
-        // The per-file manifest: walk the new snapshot, hash only what rsync wrote.
+        // The per-file manifest: walk the new snapshot in path order, merging it with the
+        // previous manifest (same order) and the sorted names rsync wrote; hash only what rsync
+        // wrote. A previous entry the new tree does not share (deleted, or rewritten) is looked
+        // up in the previous tree: its bytes, and those only the previous snapshot now holds,
+        // are recorded, so `list --size`, `remove` and `prune` need not walk the snapshots.
         let hashStarted = Date()
         let treeRaw = RawPath(tree)
+        let previousTreeRaw = linkDest.map { RawPath($0) }
         var files = 0, dirs = 0, symlinks = 0, hashed = 0, carried = 0
-        var apparent: Int64 = 0, unique: Int64 = 0, bytesHashed: Int64 = 0
+        var apparent: Int64 = 0, unique: Int64 = 0, shared: Int64 = 0, bytesHashed: Int64 = 0
+        var droppedBytes: Int64 = 0, droppedAloneBytes: Int64 = 0
         var matchedTransferred = 0
+        var writtenIndex = 0
+        var previousProblem: String?
+        var nextPrevious: FileTreeEntry?
+        func pullPrevious() {
+            guard let manifest = previousManifest else { nextPrevious = nil; return }
+            do { nextPrevious = try manifest.next() } catch {
+                previousProblem = "\(error)"
+                previousManifest = nil
+                nextPrevious = nil
+            }
+        }
+        /// A previous file this snapshot does not share: count it as left behind.
+        func leftBehind(_ entry: FileTreeEntry, newInode: ino_t?) {
+            guard entry.type == UInt8(ascii: "f"), let st = previousTreeRaw?.appending(entry.path).lstat(),
+                  (st.st_mode & S_IFMT) == S_IFREG, st.st_ino != newInode else { return }
+            droppedBytes += Int64(st.st_size)
+            if st.st_nlink == 1 { droppedAloneBytes += Int64(st.st_size) }
+        }
+        pullPrevious()
         // Snapshot trees stay plain (browsable, hard-linked), and so does their file list.
         let writer = try context.createArtifact(Self.manifestName, encrypted: false)
         var pendingLines: [UInt8] = Array((FileTreeManifest.header + "\n").utf8)
         do {
-            try TreeWalk.walk(treeRaw) { rel, st in
+            try TreeWalk.sortedWalk(treeRaw) { rel, st in
                 let type = st.st_mode & S_IFMT
                 if type == S_IFDIR { dirs += 1; return }
                 guard type == S_IFREG || type == S_IFLNK else { return }
@@ -225,15 +263,26 @@ public struct RsyncSnapshotTarget: TargetKind {
                     apparent += Int64(st.st_size)
                     if st.st_nlink == 1 { unique += Int64(st.st_size) }
                 }
-                let wasWritten = written.contains(rel.bytes)
+                // The previous manifest's entry for this path, if any; earlier ones are gone now.
+                while let p = nextPrevious, p.path.bytes.lexicographicallyPrecedes(rel.bytes) {
+                    leftBehind(p, newInode: nil)
+                    pullPrevious()
+                }
+                var prev: FileTreeEntry?
+                if let p = nextPrevious, p.path.bytes == rel.bytes { prev = p; pullPrevious() }
+                while writtenIndex < written.count, written[writtenIndex].lexicographicallyPrecedes(rel.bytes) { writtenIndex += 1 }
+                let wasWritten = writtenIndex < written.count && written[writtenIndex] == rel.bytes
                 if wasWritten { matchedTransferred += 1 }
                 var sha: String?
                 // Not written by rsync, yet in the new tree with more than one link: a hard link
                 // to the previous snapshot's file (a fresh copy would have one link).
-                if !wasWritten, st.st_nlink > 1, let prev = previousEntries[rel.bytes], prev.size == Int64(st.st_size),
-                   prev.mtimeSeconds == st.st_mtim.tv_sec, prev.mtimeNanoseconds == st.st_mtim.tv_nsec {
+                if !wasWritten, st.st_nlink > 1, let prev, prev.type == (isLink ? UInt8(ascii: "l") : UInt8(ascii: "f")),
+                   prev.size == Int64(st.st_size), prev.mtimeSeconds == st.st_mtim.tv_sec, prev.mtimeNanoseconds == st.st_mtim.tv_nsec {
                     sha = prev.sha256
                     carried += 1
+                    if !isLink { shared += Int64(st.st_size) }
+                } else if let prev {
+                    leftBehind(prev, newInode: st.st_ino)
                 }
                 if sha == nil {
                     try Interrupts.shared.checkpoint()
@@ -250,13 +299,24 @@ public struct RsyncSnapshotTarget: TargetKind {
                     pendingLines.removeAll(keepingCapacity: true)
                 }
             }
+            while let p = nextPrevious {
+                leftBehind(p, newInode: nil)
+                pullPrevious()
+            }
             try pendingLines.withUnsafeBytes { try writer.write($0) }
         } catch {
             writer.abandon()
             throw error
         }
+        if let previousProblem {
+            output.warnings.append("previous snapshot's manifest could not be read to the end (\(previousProblem)); the files after that point were hashed")
+        }
+        // Without the names (no previous manifest), every file in the tree was written by rsync.
+        let notFound = keepNames ? written.count - matchedTransferred : max(0, writtenCount - files - symlinks)
         let (bytes, sha) = try writer.finish()
         output.artifacts = [Artifact(path: Self.manifestName, bytes: bytes, sha256: sha, format: "backstop-files/1")]
+        // What the predecessor left behind is known only if its whole manifest was merged.
+        let predecessorKnown = linkDest != nil && keepNames && previousProblem == nil
         output.facts = [
             "source": .string(source),
             "snapshot": .string(Self.treeFolder),
@@ -271,15 +331,20 @@ public struct RsyncSnapshotTarget: TargetKind {
             "filesCarriedForward": .number(Double(carried)),
             "apparentBytes": .number(Double(apparent)),
             "uniqueBytes": .number(Double(unique)),
-            "itemizedNotFound": .number(Double(written.count - matchedTransferred)),
+            "sharedBytes": .number(Double(shared)),
+            "previousSet": linkDest != nil ? previousSet.map { .string($0) } ?? .null : .null,
+            "previousDroppedBytes": predecessorKnown ? .number(Double(droppedBytes)) : .null,
+            "previousAloneBytes": predecessorKnown ? .number(Double(droppedAloneBytes)) : .null,
+            "manifestOrder": .string(Self.sortedOrder),
+            "itemizedNotFound": .number(Double(notFound)),
             "rsyncExit": .number(Double(outcome.status)),
             "rsyncSeconds": .number(rsyncSeconds),
             "hashSeconds": .number(Date().timeIntervalSince(hashStarted)),
             "excludes": .array(excludes.map { .string($0) }),
             "options": .string(preserveOptions.joined(separator: " ")),
         ]
-        if written.count != matchedTransferred {
-            output.warnings.append("\(written.count - matchedTransferred) name(s) rsync reported as copied are not in the snapshot (vanished or excluded)")
+        if notFound > 0 {
+            output.warnings.append("\(notFound) name(s) rsync reported as copied are not in the snapshot (vanished or excluded)")
         }
         if let (vOutcome, text) = try? ChildProcess("rsync", ["--version"]).capture(), vOutcome.status == 0 {
             output.toolVersions["rsync"] = text.split(separator: "\n").first.map { String($0) }
@@ -288,21 +353,66 @@ public struct RsyncSnapshotTarget: TargetKind {
         return output
     }
 
-    /// Reads a snapshot's per-file manifest, checking its SHA-256 against the record.
-    static func loadManifest(_ record: TargetRecord, targetDirectory: String) throws -> [[UInt8]: FileTreeEntry] {
-        var map: [[UInt8]: FileTreeEntry] = [:]
-        for e in try loadEntries(record, targetDirectory: targetDirectory) { map[e.path.bytes] = e }
-        return map
+    /// The value of the fact `manifestOrder` for a manifest sorted by raw path bytes.
+    static let sortedOrder = "path-bytes"
+
+    /// The path of a snapshot's per-file manifest.
+    static func manifestPath(_ record: TargetRecord, targetDirectory: String) throws -> String {
+        guard let artifact = record.artifacts.first else { throw OperationError("no per-file manifest in the record") }
+        return targetDirectory + "/" + (artifact.path as NSString).lastPathComponent
     }
 
+    /// Checks a manifest file's SHA-256 against the record by streaming it.
+    static func checkDigest(_ record: TargetRecord, path: String) throws {
+        guard FileOps.exists(path) else { throw OperationError("\(path) is missing") }
+        try ChecksumMismatch.check(path, actual: try FileTreeManifest.fileDigest(path), expected: record.artifacts.first?.sha256 ?? "")
+    }
+
+    /// Reads a snapshot's whole per-file manifest (in file order) into memory, checking its
+    /// SHA-256 against the record first. Backup and verify stream it instead (`openSortedManifest`).
     static func loadEntries(_ record: TargetRecord, targetDirectory: String) throws -> [FileTreeEntry] {
-        guard let artifact = record.artifacts.first else { throw OperationError("no per-file manifest in the record") }
-        let path = targetDirectory + "/" + (artifact.path as NSString).lastPathComponent
-        guard let data = FileManager.default.contents(atPath: path) else { throw OperationError("\(path) is missing") }
-        var h = StreamingSHA256()
-        data.withUnsafeBytes { h.update($0) }
-        try ChecksumMismatch.check(path, actual: h.hexDigest(), expected: artifact.sha256)
-        return try FileTreeManifest.parse(data)
+        let path = try manifestPath(record, targetDirectory: targetDirectory)
+        try checkDigest(record, path: path)
+        var entries: [FileTreeEntry] = []
+        try FileTreeManifest.Reader(path: path).forEach { entries.append($0) }
+        return entries
+    }
+
+    /// A snapshot's manifest entries in raw path-byte order: streamed from the file when the
+    /// snapshot wrote it sorted (the fact `manifestOrder`), sorted in memory once for a
+    /// snapshot written before manifests were sorted. With `checkDigest`, its SHA-256 is checked
+    /// against the record first (one more streaming read).
+    static func openSortedManifest(_ record: TargetRecord, targetDirectory: String, checkDigest check: Bool) throws -> SortedManifest {
+        let path = try manifestPath(record, targetDirectory: targetDirectory)
+        if check { try checkDigest(record, path: path) }
+        if record.facts["manifestOrder"]?.stringValue == sortedOrder {
+            return SortedManifest(reader: try FileTreeManifest.Reader(path: path, requireSorted: true))
+        }
+        var entries: [FileTreeEntry] = []
+        try FileTreeManifest.Reader(path: path).forEach { entries.append($0) }
+        entries.sort { $0.path.bytes.lexicographicallyPrecedes($1.path.bytes) }
+        for (a, b) in zip(entries, entries.dropFirst()) where a.path == b.path {
+            throw OperationError("per-file manifest: \(a.path.display) is listed twice")
+        }
+        return SortedManifest(entries: entries)
+    }
+
+    /// Manifest entries in raw path-byte order, one at a time.
+    final class SortedManifest {
+        private let reader: FileTreeManifest.Reader?
+        private var entries: [FileTreeEntry]
+        private var index = 0
+
+        init(reader: FileTreeManifest.Reader) { self.reader = reader; entries = [] }
+        init(entries: [FileTreeEntry]) { reader = nil; self.entries = entries }
+
+        /// The next entry, or nil after the last.
+        func next() throws -> FileTreeEntry? {
+            if let reader { return try reader.next() }
+            guard index < entries.count else { entries = []; return nil }
+            defer { index += 1 }
+            return entries[index]
+        }
     }
 
     /// The link to the newest snapshot.
@@ -342,64 +452,86 @@ public struct RsyncSnapshotTarget: TargetKind {
 
     // MARK: verify
 
+    /// Checks the manifest's checksum, then streams it: every listed file must be there with
+    /// its type and size; with `--deep` the snapshot is walked in path order beside the
+    /// (sorted) manifest, so every file is re-hashed and files the manifest does not list are
+    /// found without holding either list in memory.
     public func verify(_ record: TargetRecord, context: VerifyContext) -> [Finding] {
         var findings = context.checkArtifacts(record) { _, _ in }
         guard findings.isEmpty, let artifact = record.artifacts.first else { return findings }
         let targetDir = context.setDirectory + "/" + (artifact.path as NSString).deletingLastPathComponent
-        let entries: [FileTreeEntry]
-        do { entries = try Self.loadEntries(record, targetDirectory: targetDir) } catch {
-            return [Finding(.error, target: name, "\(artifact.path): \(error)")]
-        }
         let tree = RawPath(targetDir + "/" + Self.treeFolder)
         var problems: [String] = []
-        var missing = 0, changed = 0, extra = 0
+        var problemCount = 0
+        func problem(_ text: String) {
+            problemCount += 1
+            if problems.count < 50 { problems.append(text) }
+        }
+        var missing = 0, changed = 0, extra = 0, listed = 0
         var unique: Int64 = 0, apparent: Int64 = 0
-        for e in entries {
-            let full = tree.appending(e.path)
-            guard let st = full.lstat() else { missing += 1; problems.append("\(e.path.display): missing"); continue }
+        func check(_ e: FileTreeEntry, _ found: stat?) throws {
+            listed += 1
+            guard let st = found else { missing += 1; problem("\(e.path.display): missing"); return }
             let isLink = (st.st_mode & S_IFMT) == S_IFLNK
             if isLink != (e.type == UInt8(ascii: "l")) || Int64(st.st_size) != e.size {
                 changed += 1
-                problems.append("\(e.path.display): size \(st.st_size) bytes, manifest says \(e.size)")
-                continue
+                problem("\(e.path.display): size \(st.st_size) bytes, manifest says \(e.size)")
+                return
             }
             if !isLink {
                 apparent += Int64(st.st_size)
                 if st.st_nlink == 1 { unique += Int64(st.st_size) }
             }
             if context.deep {
+                try Interrupts.shared.checkpoint()
                 do {
-                    let sha = try FileTreeManifest.hash(full, isLink: isLink)
+                    let sha = try FileTreeManifest.hash(tree.appending(e.path), isLink: isLink)
                     if sha != e.sha256 {
                         changed += 1
-                        problems.append("\(e.path.display): content changed (SHA-256 \(sha), manifest says \(e.sha256))")
+                        problem("\(e.path.display): content changed (SHA-256 \(sha), manifest says \(e.sha256))")
                     }
                 } catch {
                     changed += 1
-                    problems.append("\(e.path.display): \(error)")
+                    problem("\(e.path.display): \(error)")
                 }
             }
         }
-        if context.deep {
-            let known = Set(entries.map(\.path.bytes))
-            do {
-                try TreeWalk.walk(tree) { rel, st in
+        do {
+            if context.deep {
+                let manifest = try Self.openSortedManifest(record, targetDirectory: targetDir, checkDigest: false)
+                var next = try manifest.next()
+                try TreeWalk.sortedWalk(tree) { rel, st in
                     let type = st.st_mode & S_IFMT
-                    if (type == S_IFREG || type == S_IFLNK) && !known.contains(rel.bytes) {
+                    guard type == S_IFREG || type == S_IFLNK else { return }
+                    while let e = next, e.path.bytes.lexicographicallyPrecedes(rel.bytes) {
+                        try check(e, nil)
+                        next = try manifest.next()
+                    }
+                    if let e = next, e.path.bytes == rel.bytes {
+                        try check(e, st)
+                        next = try manifest.next()
+                    } else {
                         extra += 1
-                        problems.append("\(rel.display): extra file, not in the manifest")
+                        problem("\(rel.display): extra file, not in the manifest")
                     }
                 }
-            } catch {
-                problems.append("\(error)")
+                while let e = next {
+                    try check(e, nil)
+                    next = try manifest.next()
+                }
+            } else {
+                let reader = try FileTreeManifest.Reader(path: try Self.manifestPath(record, targetDirectory: targetDir))
+                try reader.forEach { e in try check(e, tree.appending(e.path).lstat()) }
             }
+        } catch {
+            return findings + [Finding(.error, target: name, "\(artifact.path): \(error)")]
         }
-        for p in problems.prefix(50) { findings.append(Finding(.error, target: name, "snapshot: \(p)")) }
-        if problems.count > 50 { findings.append(Finding(.error, target: name, "snapshot: ... and \(problems.count - 50) more problems")) }
-        if !problems.isEmpty {
-            findings.append(Finding(.error, target: name, "snapshot: \(missing) missing, \(changed) changed, \(extra) extra of \(entries.count) files"))
+        for p in problems { findings.append(Finding(.error, target: name, "snapshot: \(p)")) }
+        if problemCount > problems.count { findings.append(Finding(.error, target: name, "snapshot: ... and \(problemCount - problems.count) more problems")) }
+        if problemCount > 0 {
+            findings.append(Finding(.error, target: name, "snapshot: \(missing) missing, \(changed) changed, \(extra) extra of \(listed) files"))
         }
-        findings.append(Finding(.info, target: name, "snapshot: \(entries.count) files, \(Format.bytes(apparent)); unique to this snapshot now: \(Format.bytes(unique))\(context.deep ? "; every file re-hashed" : "")"))
+        findings.append(Finding(.info, target: name, "snapshot: \(listed) files, \(Format.bytes(apparent)); unique to this snapshot now: \(Format.bytes(unique))\(context.deep ? "; every file re-hashed" : "")"))
         return findings
     }
 }

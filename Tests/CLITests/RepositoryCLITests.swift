@@ -65,6 +65,34 @@ final class RepositoryCLITests: XCTestCase {
         XCTAssertGreaterThanOrEqual(try XCTUnwrap(plan["bytes"] as? Int), 1_000_000, remove.stdout)
     }
 
+    /// `list --size` and `stats` give the sizes recorded at backup time and say so; `--exact`
+    /// walks the trees, and on an untouched repository both agree (issue 20).
+    func testRecordedSizesAgreeWithExactOnes() throws {
+        for round in 0..<3 {
+            try TestSupport.writeRandom(2000 + round * 10, to: dir + "/media/r\(round % 2).bin", seed: UInt64(round))
+            try TestSupport.writeRandom(3000, to: dir + "/media/keep\(round).bin", seed: UInt64(50 + round))
+            _ = try backup()
+        }
+        func json(_ args: [String]) throws -> Any {
+            let run = try backstop(args)
+            XCTAssertEqual(run.status, 0, run.stderr)
+            return try JSONSerialization.jsonObject(with: Data(run.stdout.utf8))
+        }
+        let recorded = try XCTUnwrap(try json(["list", "--size", "--json"]) as? [[String: Any]]).map { $0["bytes"] as? Int }
+        let exact = try XCTUnwrap(try json(["list", "--size", "--exact", "--json"]) as? [[String: Any]]).map { $0["bytes"] as? Int }
+        XCTAssertEqual(recorded.count, 3)
+        XCTAssertEqual(recorded, exact)
+        XCTAssertNotEqual(recorded[0], recorded[1], "the newest and the middle set free different amounts")
+        let stats = try XCTUnwrap(try json(["stats", "--json"]) as? [String: Any])
+        let statsExact = try XCTUnwrap(try json(["stats", "--exact", "--json"]) as? [String: Any])
+        XCTAssertEqual(stats["totalBytes"] as? Int, statsExact["totalBytes"] as? Int)
+        XCTAssertEqual(stats["totalBytesExact"] as? Bool, false)
+        XCTAssertEqual(statsExact["totalBytesExact"] as? Bool, true)
+        let text = try backstop(["list", "--size"]).stdout
+        XCTAssertTrue(text.contains("snapshot trees: sizes as recorded at backup time; --exact walks them"), text)
+        XCTAssertTrue(try backstop(["stats"]).stdout.contains("(snapshot trees as recorded; --exact walks them)"))
+    }
+
     /// Removing the newest snapshot moves `links/media/latest` to the newest remaining one;
     /// removing the last one removes the link. It never dangles.
     func testRemovingTheNewestSnapshotMovesTheLatestLink() throws {

@@ -171,7 +171,8 @@ extension BackupEngine {
                 }
             }
         }
-        let plan = RemovalPlan(id: set.id, directory: set.directory, bytes: FileOps.freedSize(set.directory), removed: !dryRun)
+        var sizes = SetSizes(sets: repository.completeSets())
+        let plan = RemovalPlan(id: set.id, directory: set.directory, bytes: sizes.freed([set.directory]), removed: !dryRun)
         if !dryRun {
             try repository.delete(set)
             // The command prints its own line on stdout; the daily log keeps one too.

@@ -378,10 +378,15 @@ extension BackupEngine {
             RetentionCandidate(key: "\(s.tier)/\(s.id)", id: s.id, tier: s.tier, startedAt: s.manifest!.startedAt,
                                targets: s.manifest!.targets.map { ($0.name, $0.status == .ok) })
         }
-        return policy.decide(candidates, now: now).map { v in
+        let verdicts = policy.decide(candidates, now: now)
+        // What each removal frees, oldest first, from the sizes recorded at backup time.
+        var sizes = SetSizes(sets: sets)
+        let order = verdicts.filter { !$0.keep }.map { byKey[$0.key]! }.sorted { ($0.id, $0.tier) < ($1.id, $1.tier) }
+        let freed = Dictionary(uniqueKeysWithValues: zip(order.map(\.directory), sizes.freedInTurn(order.map(\.directory))))
+        return verdicts.map { v in
             let s = byKey[v.key]!
             return PruneDecision(id: s.id, tier: s.tier, remove: !v.keep, reason: v.reason,
-                                 bytes: v.keep ? 0 : FileOps.freedSize(s.directory), keptBy: v.keptBy)
+                                 bytes: v.keep ? 0 : freed[s.directory] ?? 0, keptBy: v.keptBy)
         }
     }
 

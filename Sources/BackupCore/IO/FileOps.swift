@@ -97,19 +97,26 @@ public enum FileOps {
         return Int64(st.st_size)
     }
 
-    /// Calls `body` with the stat of every regular file under `path` (not following symlinks).
-    /// The walk uses byte-exact names, so files whose names are not valid UTF-8 are counted too.
-    private static func eachRegularFile(under path: String, _ body: (stat) -> Void) {
-        eachRegularFile(under: RawPath(path), body)
+    /// Calls `body` with the stat of every regular file under `path` (not following symlinks),
+    /// leaving out the folders in `skipping` (absolute paths as given). The walk uses byte-exact
+    /// names, so files whose names are not valid UTF-8 are counted too.
+    private static func eachRegularFile(under path: String, skipping: Set<String> = [], _ body: (stat) -> Void) {
+        if skipping.contains(path) { return }
+        guard isDirectory(path) else {
+            var st = stat()
+            if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG { body(st) }
+            return
+        }
+        eachRegularFile(under: RawPath(path), skipping: Set(skipping.map { RawPath($0) }), body)
     }
 
-    private static func eachRegularFile(under dir: RawPath, _ body: (stat) -> Void) {
+    private static func eachRegularFile(under dir: RawPath, skipping: Set<RawPath>, _ body: (stat) -> Void) {
         for name in dir.children() ?? [] {
             let child = dir.appending(name)
             guard let st = child.lstat() else { continue }
             switch st.st_mode & S_IFMT {
             case S_IFREG: body(st)
-            case S_IFDIR: eachRegularFile(under: child, body)
+            case S_IFDIR: if !skipping.contains(child) { eachRegularFile(under: child, skipping: skipping, body) }
             default: break
             }
         }
@@ -120,27 +127,35 @@ public enum FileOps {
 
     /// The bytes that deleting `path` would free: regular files whose every hard link lies
     /// inside it. A file an rsync snapshot shares with other snapshots is not counted (that
-    /// is where `du` misleads).
+    /// is where `du` misleads). This walks the whole tree; `SetSizes` answers from records.
     public static func freedSize(_ path: String) -> Int64 {
-        guard isDirectory(path) else { return size(path) ?? 0 }
+        freedSize([path])
+    }
+
+    /// The bytes that deleting all of `paths` together would free (files whose every hard link
+    /// lies inside them), leaving out the folders in `skipping`.
+    public static func freedSize(_ paths: [String], skipping: Set<String> = []) -> Int64 {
         var total: Int64 = 0
         var linked: [UInt64: (seen: Int, links: Int, bytes: Int64)] = [:]
-        eachRegularFile(under: path) { st in
-            if st.st_nlink <= 1 { total += Int64(st.st_size); return }
-            var entry = linked[inodeKey(st)] ?? (0, Int(st.st_nlink), Int64(st.st_size))
-            entry.seen += 1
-            linked[inodeKey(st)] = entry
+        for path in paths {
+            eachRegularFile(under: path, skipping: skipping) { st in
+                if st.st_nlink <= 1 { total += Int64(st.st_size); return }
+                var entry = linked[inodeKey(st)] ?? (0, Int(st.st_nlink), Int64(st.st_size))
+                entry.seen += 1
+                linked[inodeKey(st)] = entry
+            }
         }
         for entry in linked.values where entry.seen >= entry.links { total += entry.bytes }
         return total
     }
 
-    /// The bytes of all regular files under `paths`, each hard-linked file counted once.
-    public static func diskUsage(_ paths: [String]) -> Int64 {
+    /// The bytes of all regular files under `paths`, each hard-linked file counted once,
+    /// leaving out the folders in `skipping`.
+    public static func diskUsage(_ paths: [String], skipping: Set<String> = []) -> Int64 {
         var seen = Set<UInt64>()
         var total: Int64 = 0
         for path in paths {
-            eachRegularFile(under: path) { st in
+            eachRegularFile(under: path, skipping: skipping) { st in
                 if st.st_nlink > 1 && !seen.insert(inodeKey(st)).inserted { return }
                 total += Int64(st.st_size)
             }
