@@ -47,6 +47,9 @@ public struct S3Settings: Sendable {
     public var retryBaseSeconds = 0.5
     /// A transfer that moves nothing for this long fails (and is retried).
     public var stallSeconds = 60
+    /// Send `/` in query values bare instead of as `%2F` (`OFFSITE_RAW_SLASH_IN_QUERY`; moto
+    /// needs it).
+    public var rawSlashInQuery = false
     /// Upload and download limit in KiB/s (0: none).
     public var bandwidthLimitKiB = 0
 
@@ -121,7 +124,9 @@ public final class S3Client: @unchecked Sendable {
         return out
     }
 
-    /// The URL of `key` (nil: the bucket) with `query` sorted by name and encoded.
+    /// The URL of `key` (nil: the bucket) with `query` sorted by name and encoded (curl 7.88
+    /// signs the query as sent). A `/` in a value goes as `%2F`, as AWS and SeaweedFS expect,
+    /// or bare with `rawSlashInQuery` (moto 5 checks the signature against a bare `/`).
     func url(key: String?, query: [String: String] = [:]) -> String {
         let path = key.map { "/" + S3Client.encode($0, keepSlash: true) } ?? "/"
         var base: String
@@ -132,7 +137,7 @@ public final class S3Client: @unchecked Sendable {
             base = parts[0] + "://" + settings.bucket + "." + parts[1] + path
         }
         if !query.isEmpty {
-            base += "?" + query.keys.sorted().map { "\(S3Client.encode($0, keepSlash: false))=\(S3Client.encode(query[$0]!, keepSlash: false))" }
+            base += "?" + query.keys.sorted().map { "\(S3Client.encode($0, keepSlash: false))=\(S3Client.encode(query[$0]!, keepSlash: settings.rawSlashInQuery))" }
                 .joined(separator: "&")
         }
         return base
@@ -273,6 +278,11 @@ public final class S3Client: @unchecked Sendable {
         let r = try send("HEAD", key: key, payloadSHA256: S3Client.emptySHA256, accept: [404])
         if r.status == 404 { return nil }
         return S3Object(key: key, size: Int64(r.headers["content-length"] ?? "") ?? 0, sha256: r.headers["x-amz-meta-sha256"])
+    }
+
+    /// Creates the bucket (an existing one of the same owner is fine).
+    public func createBucket() throws {
+        try send("PUT", key: nil, payloadSHA256: S3Client.emptySHA256, accept: [409])
     }
 
     /// Deletes `key` (no error when it does not exist).
