@@ -232,7 +232,12 @@ public final class S3Client: @unchecked Sendable {
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw SystemError("stat", path) }
-        let size = Int64(st.st_size)
+        try putFile(fd: fd, size: Int64(st.st_size), key: key, sha256: known, path: path)
+    }
+
+    /// Uploads `size` bytes of the open file `fd` (named `path` in messages) to `key`, as
+    /// `putFile(_:key:sha256:)` does.
+    public func putFile(fd: Int32, size: Int64, key: String, sha256 known: String?, path: String) throws {
         if size > settings.multipartThreshold { return try putMultipart(fd: fd, size: size, key: key, sha256: known, path: path) }
         let sha = try known ?? S3Client.hash(fd: fd, offset: 0, length: size, path: path)
         try send("PUT", key: key, headers: ["x-amz-meta-sha256": sha, "x-amz-checksum-sha256": S3Client.base64(hex: sha)],
@@ -250,13 +255,19 @@ public final class S3Client: @unchecked Sendable {
 
     /// Downloads `key` into `path` (created 0600, replaced if it exists), hashing as it
     /// streams. Returns the SHA-256 and size of what was written.
-    public func getFile(key: String, to path: String) throws -> (sha256: String, bytes: Int64) {
+    public func getFile(key: String, to path: String) throws -> (sha256: String, bytes: Int64, metaSHA256: String?) {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw SystemError("create", path) }
         defer { close(fd) }
+        return try getFile(key: key, fd: fd)
+    }
+
+    /// Downloads `key` into the open, empty file `fd` (fsynced), hashing as it streams. Returns
+    /// the SHA-256 and size of what was written, and the object's `x-amz-meta-sha256`.
+    public func getFile(key: String, fd: Int32) throws -> (sha256: String, bytes: Int64, metaSHA256: String?) {
         let r = try send("GET", key: key, payloadSHA256: S3Client.emptySHA256, sinkFD: fd)
-        guard fsync(fd) == 0 else { throw SystemError("fsync", path) }
-        return (r.sinkSHA256, r.sinkBytes)
+        guard fsync(fd) == 0 else { throw SystemError("fsync", key) }
+        return (r.sinkSHA256, r.sinkBytes, r.headers["x-amz-meta-sha256"])
     }
 
     /// Streams `key` through a hash without keeping it. Returns its SHA-256 and size.
