@@ -34,7 +34,7 @@ struct Session<F: Frontend> {
         try ArtifactEncryption.shared.configure(config: config)
         deployment = try F.deployment(config: config)
         let repository = Repository(root: deployment.backupDirectory)
-        sink = LogSink(redactor: Redactor(secrets: config.secretValues),
+        sink = LogSink(redactor: Redactor(secrets: config.secretValues + OffsiteSettings.extraSecrets(config: config)),
                        directory: logToFile ? repository.logDirectory : nil)
         let level: Logger.Level = options.verbose ? .debug : options.quiet ? .warning : .info
         let logger = Logger.backstop(sink: sink, level: level)
