@@ -309,7 +309,7 @@ public final class OffsiteStore: @unchecked Sendable {
                 let key = setKey(set.tier, set.id, rel)
                 r.checked += 1
                 guard let size = set.files[rel] else {
-                    if want.sha != nil || rel == SetManifest.fileName { r.findings.append("missing: \(key)") }
+                    r.findings.append("missing: \(key)")
                     continue
                 }
                 if let s = want.size, s != size { r.findings.append("changed: \(key) is \(size) bytes, the manifest says \(s)"); continue }
