@@ -407,6 +407,12 @@ public final class OffsiteStore: @unchecked Sendable {
         if FileOps.exists(final) {
             throw OperationError("backup \(remote.tier)/\(remote.id) exists locally already; restore it without --from offsite, or remove it first")
         }
+        // The manifest's own bytes, as the backup wrote them (checked to be the one planned from).
+        let manifestData = try client.getData(key: setKey(remote.tier, remote.id, SetManifest.fileName))
+        guard let again = try? BackstopJSON.decoder().decode(SetManifest.self, from: manifestData), again.id == manifest.id,
+              again.tier == manifest.tier, again.finishedAt == manifest.finishedAt else {
+            throw OperationError("\(setKey(remote.tier, remote.id, SetManifest.fileName)) changed while it was being fetched")
+        }
         let stage = try privateScratch("fetch-\(remote.id)")
         var committed = false
         defer { if !committed { try? FileOps.removeTree(stage) } }
@@ -435,8 +441,7 @@ public final class OffsiteStore: @unchecked Sendable {
         try FileOps.makeDirectory(repository.root + "/" + remote.tier)
         guard rename(stage, final) == 0 else { throw SystemError("rename", final) }
         committed = true
-        let data = try BackstopJSON.encoder().encode(manifest)
-        try FileOps.writeAtomically(data, to: final + "/" + SetManifest.fileName)
+        try FileOps.writeAtomically(manifestData, to: final + "/" + SetManifest.fileName)
         logger.info("off-site: fetched \(remote.tier)/\(remote.id) from \(settings.display) into \(final)")
         return StoredSet(directory: final, tier: remote.tier, id: remote.id, manifest: manifest, problem: nil)
     }
