@@ -37,7 +37,7 @@ extension Session {
 struct OffsiteCommand<F: Frontend>: ParsableCommand {
     static var configuration: CommandConfiguration {
         CommandConfiguration(commandName: "offsite", abstract: "Copies of complete sets in an S3-compatible bucket (OFFSITE=s3://bucket/prefix).",
-                             subcommands: [OffsitePushCommand<F>.self, OffsiteListCommand<F>.self])
+                             subcommands: [OffsitePushCommand<F>.self, OffsiteListCommand<F>.self, OffsiteProbeCommand<F>.self])
     }
 }
 
@@ -92,5 +92,28 @@ struct OffsiteListCommand<F: Frontend>: ParsableCommand {
             print("\(r.id.padding(toLength: 19, withPad: " ", startingAt: 0)) \(r.tier.padding(toLength: 9, withPad: " ", startingAt: 0)) \(r.status.padding(toLength: 11, withPad: " ", startingAt: 0)) \(String(r.files).padding(toLength: 6, withPad: " ", startingAt: 0)) \(Format.bytes(r.bytes))")
         }
         if rows.isEmpty { print("(no sets)") }
+    }
+}
+
+/// `offsite probe`: what the endpoint supports, in one table.
+struct OffsiteProbeCommand<F: Frontend>: ParsableCommand {
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: "probe", abstract: "Show what the S3 endpoint supports: auth, addressing, multipart, multi-object delete, checksum validation.")
+    }
+
+    @OptionGroup var global: GlobalOptions
+
+    @Flag(name: .long, help: "Print as JSON.")
+    var json = false
+
+    func run() throws {
+        let session = try Session<F>(global, logToFile: false)
+        let store = try session.requireOffsite()
+        let lines = store.probe()
+        if json { try printJSON(lines) } else {
+            print("\(store.settings.s3.endpoint)  \(store.settings.display)")
+            printTable([["CHECK", "RESULT", "DETAIL"]] + lines.map { [$0.check, $0.result, $0.detail] })
+        }
+        if lines.contains(where: { $0.result == "error" }) { throw CommandFailed(status: .failure) }
     }
 }

@@ -142,6 +142,18 @@ final class OffsiteCLITests: XCTestCase {
         XCTAssertTrue(bad.stdout.contains("missing: \(setFile)"), bad.stdout)
     }
 
+    func testProbeOnMoto() throws {
+        let run = try backstop(["offsite", "probe", "--json"])
+        XCTAssertEqual(run.status, 0, run.stdout + run.stderr)
+        let lines = try XCTUnwrap(try json(run) as? [[String: Any]])
+        let result = Dictionary(uniqueKeysWithValues: lines.map { ($0["check"] as! String, $0["result"] as! String) })
+        XCTAssertEqual(result["auth"], "yes")
+        XCTAssertEqual(result["multipart"], "yes")
+        XCTAssertEqual(result["multi-object delete"], "yes")
+        XCTAssertEqual(result["checksum validation"], "no", "moto does not check x-amz-checksum-sha256")
+        XCTAssertEqual(try server.client().list(prefix: "site/backstop/probe/").count, 0, "the probe cleans up")
+    }
+
     func testWrongSecretGivesOneLineAndNeverShowsIt() throws {
         let secret = "definitely-wrong-secret-123"
         let run = try backstop(["offsite", "list"], env: ["OFFSITE_SECRET_ACCESS_KEY": secret])
@@ -216,6 +228,9 @@ final class OffsiteSeaweedCLITests: XCTestCase {
         XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
         let live = try TestSupport.snapshot(dir + "/media")
         try FileOps.removeTree(dir + "/backups")
+        let probe = try backstop(["offsite", "probe"])
+        XCTAssertEqual(probe.status, 0, probe.stdout + probe.stderr)
+        XCTAssertTrue(probe.stdout.contains("checksum validation  yes"), probe.stdout)
         let restore = try backstop(["restore", "media", "--from", "offsite", "--to", dir + "/restored", "--yes"])
         XCTAssertEqual(restore.status, 0, restore.stdout + restore.stderr)
         XCTAssertEqual(try TestSupport.snapshot(dir + "/restored"), live)
