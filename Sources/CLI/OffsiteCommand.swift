@@ -37,7 +37,7 @@ extension Session {
 struct OffsiteCommand<F: Frontend>: ParsableCommand {
     static var configuration: CommandConfiguration {
         CommandConfiguration(commandName: "offsite", abstract: "Copies of complete sets in an S3-compatible bucket (OFFSITE=s3://bucket/prefix).",
-                             subcommands: [OffsitePushCommand<F>.self, OffsiteListCommand<F>.self, OffsiteProbeCommand<F>.self])
+                             subcommands: [OffsitePushCommand<F>.self, OffsiteListCommand<F>.self, OffsiteProbeCommand<F>.self, OffsitePruneCommand<F>.self])
     }
 }
 
@@ -115,5 +115,43 @@ struct OffsiteProbeCommand<F: Frontend>: ParsableCommand {
             printTable([["CHECK", "RESULT", "DETAIL"]] + lines.map { [$0.check, $0.result, $0.detail] })
         }
         if lines.contains(where: { $0.result == "error" }) { throw CommandFailed(status: .failure) }
+    }
+}
+
+/// `offsite prune`: the local retention policy applied to the bucket.
+struct OffsitePruneCommand<F: Frontend>: ParsableCommand {
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: "prune", abstract: "Apply the retention policy to the sets in the bucket, then remove snapshot objects no set references (older than OFFSITE_GC_GRACE).")
+    }
+
+    @OptionGroup var global: GlobalOptions
+
+    @Flag(name: .long, help: "Show what would be removed; remove nothing.")
+    var dryRun = false
+
+    @Flag(name: .long, help: "Print as JSON.")
+    var json = false
+
+    struct Report: Codable {
+        var sets: [OffsiteStore.PruneLine]
+        var objectsRemoved: [String]
+    }
+
+    func run() throws {
+        let session = try Session<F>(global, logToFile: !dryRun)
+        let store = try session.requireOffsite()
+        guard let policy = session.deployment.retention else {
+            throw UsageError("offsite prune: no retention is configured (set KEEP_DAILY_DAYS, KEEP_DAILY, ... or RETENTION_DAYS)")
+        }
+        let grace = try session.config.duration("OFFSITE_GC_GRACE", default: 86400)!
+        let lock = try session.engine.lock()
+        defer { lock.release() }
+        let (lines, removed) = try store.prune(policy: policy, grace: grace, dryRun: dryRun)
+        if json { return try printJSON(Report(sets: lines, objectsRemoved: removed)) }
+        for l in lines {
+            let verb = l.remove ? (dryRun ? "would remove" : "removed") : "keep"
+            print("\(verb.padding(toLength: 13, withPad: " ", startingAt: 0)) \(l.set)  \(l.reason)")
+        }
+        print("\(removed.count) unreferenced snapshot object(s) \(dryRun ? "would be " : "")removed from \(store.settings.display)")
     }
 }

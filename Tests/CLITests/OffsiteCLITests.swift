@@ -154,6 +154,36 @@ final class OffsiteCLITests: XCTestCase {
         XCTAssertEqual(try server.client().list(prefix: "site/backstop/probe/").count, 0, "the probe cleans up")
     }
 
+    func testRemoteRetentionKeepsTheFloorAndCollectsUnreferencedObjects() throws {
+        try TestSupport.write(try String(contentsOfFile: config, encoding: .utf8) + "\nKEEP_DAILY=1\nOFFSITE_GC_GRACE=0s\n", to: config, mode: 0o600)
+        XCTAssertEqual(try backstop(["backup"]).status, 0)
+        // f3.bin is only in the first set.
+        try FileManager.default.removeItem(atPath: dir + "/media/f3.bin")
+        XCTAssertEqual(try backstop(["backup"]).status, 0)
+        let client = server.client()
+        XCTAssertEqual(try client.list(prefix: "site/backstop/objects/").count, 52)
+        let dry = try backstop(["offsite", "prune", "--dry-run", "--json"])
+        XCTAssertEqual(dry.status, 0, dry.stderr)
+        let dryReport = try XCTUnwrap(try json(dry) as? [String: Any])
+        XCTAssertEqual((dryReport["objectsRemoved"] as? [String])?.count, 1, dry.stdout)
+        XCTAssertEqual(try client.list(prefix: "site/backstop/objects/").count, 52)
+        let run = try backstop(["offsite", "prune", "--json"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let report = try XCTUnwrap(try json(run) as? [String: Any])
+        let lines = try XCTUnwrap(report["sets"] as? [[String: Any]])
+        XCTAssertEqual(lines.map { $0["remove"] as? Bool }, [false, true], run.stdout)
+        XCTAssertEqual((report["objectsRemoved"] as? [String])?.count, 1, run.stdout)
+        XCTAssertEqual(try client.list(prefix: "site/backstop/objects/").count, 51)
+        let list = try XCTUnwrap(try json(try backstop(["offsite", "list", "--json"])) as? [[String: Any]])
+        XCTAssertEqual(list.count, 1)
+        XCTAssertEqual(try backstop(["verify", "--remote", "--all"]).status, 0, "nothing missing, nothing extra")
+        // The next push rebuilds the object index from the bucket and re-uploads f3.bin if it comes back.
+        try TestSupport.writeRandom(100_000, to: dir + "/media/f3.bin", seed: 4)
+        XCTAssertEqual(try backstop(["backup"]).status, 0)
+        XCTAssertEqual(try client.list(prefix: "site/backstop/objects/").count, 52)
+        XCTAssertEqual(try backstop(["verify", "--remote", "--all"]).status, 0)
+    }
+
     func testWrongSecretGivesOneLineAndNeverShowsIt() throws {
         let secret = "definitely-wrong-secret-123"
         let run = try backstop(["offsite", "list"], env: ["OFFSITE_SECRET_ACCESS_KEY": secret])

@@ -223,7 +223,7 @@ public final class OffsiteStore: @unchecked Sendable {
         return report
     }
 
-    private func saveState(_ state: OffsiteState) throws {
+    func saveState(_ state: OffsiteState) throws {
         try FileOps.makeDirectory(repository.root + "/state")
         try FileOps.writeAtomically(try BackstopJSON.encoder().encode(state), to: OffsiteState.path(repository))
     }
@@ -369,7 +369,7 @@ public final class OffsiteStore: @unchecked Sendable {
         return results
     }
 
-    private func privateScratch(_ what: String) throws -> String {
+    func privateScratch(_ what: String) throws -> String {
         try FileOps.makeDirectory(repository.scratchDirectory)
         let dir = repository.scratchDirectory + "/offsite-\(what)-\(getpid())"
         if FileOps.exists(dir) { try FileOps.removeTree(dir) }
@@ -491,5 +491,83 @@ public final class OffsiteStore: @unchecked Sendable {
             var times = [timespec(tv_sec: file.mtimeSeconds, tv_nsec: file.mtimeNanoseconds), timespec(tv_sec: file.mtimeSeconds, tv_nsec: file.mtimeNanoseconds)]
             _ = futimens(fd, &times)
         }
+    }
+
+    // MARK: Retention
+
+    /// One set's fate in `prune`.
+    public struct PruneLine: Sendable, Codable {
+        public var set: String
+        public var remove: Bool
+        public var reason: String
+    }
+
+    /// Applies `policy` to the complete sets in the bucket (its floor included: the newest
+    /// good backup of every target stays), deleting each removed set's manifest first; then
+    /// removes tree objects that no set in the bucket references and that are older than
+    /// `grace` (so no upload in flight loses one). Incomplete sets are left for the next push.
+    /// Call while holding the repository lock. Returns the decisions and the objects removed.
+    public func prune(policy: RetentionPolicy, grace: TimeInterval, dryRun: Bool, now: Date = Date()) throws -> ([PruneLine], [String]) {
+        let sets = try remoteSets()
+        var manifests: [String: SetManifest] = [:]
+        for s in sets where s.complete {
+            let data = try client.getData(key: setKey(s.tier, s.id, SetManifest.fileName))
+            guard let m = try? BackstopJSON.decoder().decode(SetManifest.self, from: data), m.id == s.id, m.tier == s.tier else {
+                throw OperationError("\(setKey(s.tier, s.id, SetManifest.fileName)) is not a readable manifest; not pruning \(settings.display)")
+            }
+            manifests["\(s.tier)/\(s.id)"] = m
+        }
+        let candidates = manifests.map { key, m in
+            RetentionCandidate(key: key, id: m.id, tier: m.tier, startedAt: m.startedAt, targets: m.targets.map { ($0.name, $0.status == .ok) })
+        }
+        let verdicts = policy.decide(candidates, now: now)
+        var lines: [PruneLine] = []
+        for v in verdicts {
+            lines.append(PruneLine(set: v.key, remove: !v.keep, reason: v.reason))
+            guard !v.keep else { continue }
+            manifests[v.key] = nil  // its objects count as unreferenced, in a dry run too
+            guard !dryRun, let s = sets.first(where: { "\($0.tier)/\($0.id)" == v.key }) else { continue }
+            try client.delete(key: setKey(s.tier, s.id, SetManifest.fileName))
+            for rel in s.files.keys where rel != SetManifest.fileName { try client.delete(key: setKey(s.tier, s.id, rel)) }
+            var state = OffsiteState.load(repository)
+            if state?.sets.removeValue(forKey: v.key) != nil, let state { try saveState(state) }
+        }
+        // Objects every remaining set (complete or not) references.
+        var referenced = Set<String>()
+        let scratch = try privateScratch("prune")
+        defer { try? FileOps.removeTree(scratch) }
+        for s in sets {
+            let name = "\(s.tier)/\(s.id)"
+            if s.complete && manifests[name] == nil { continue }
+            guard let m = manifests[name] else {
+                // An incomplete set: its objects may be anything; keep every object it could hold
+                // by keeping everything younger than the grace period (below), and its tree's
+                // objects if its per-file manifest is already there.
+                continue
+            }
+            for record in m.targets where record.status == .ok {
+                guard let codec = codecs[record.kind] else { continue }
+                let dir = scratch + "/" + s.id
+                for a in record.artifacts where s.files[a.path] != nil {
+                    let local = dir + "/" + a.path
+                    try FileOps.makeDirectory((local as NSString).deletingLastPathComponent)
+                    _ = try client.getFile(key: setKey(s.tier, s.id, a.path), to: local)
+                }
+                guard let tree = try codec.tree(setDirectory: dir, record: record) else { continue }
+                for f in tree.files { referenced.insert(objectKey(f.sha256)) }
+            }
+        }
+        let hasIncomplete = sets.contains { !$0.complete }
+        var removed: [String] = []
+        for o in try client.list(prefix: settings.root + "objects/") where !referenced.contains(o.key) {
+            // Younger than the grace period (or undated): an upload may still need it.
+            guard let modified = o.lastModified, now.timeIntervalSince(modified) >= grace else { continue }
+            if hasIncomplete && now.timeIntervalSince(modified) < max(grace, 86400) { continue }
+            removed.append(o.key)
+            if !dryRun { try client.delete(key: o.key) }
+        }
+        // The local index may name removed objects: the next push rebuilds it from the bucket.
+        if !dryRun && !removed.isEmpty { try? FileOps.removeTree(indexPath) }
+        return (lines, removed)
     }
 }

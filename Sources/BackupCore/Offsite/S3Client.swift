@@ -69,6 +69,8 @@ public struct S3Object: Sendable, Equatable {
     public var size: Int64
     /// `x-amz-meta-sha256` (HEAD only; nil in listings or when absent).
     public var sha256: String?
+    /// When it was written (listings only).
+    public var lastModified: Date? = nil
 }
 
 /// An S3 error response or a transport failure, in one line. Never holds a credential.
@@ -309,14 +311,17 @@ public final class S3Client: @unchecked Sendable {
             var query = ["list-type": "2", "prefix": prefix, "max-keys": "1000"]
             if let token { query["continuation-token"] = token }
             let r = try send("GET", key: nil, query: query, payloadSHA256: S3Client.emptySHA256)
-            var key: String?, size: Int64 = 0
+            var key: String?, size: Int64 = 0, modified: Date?
             token = nil
             var truncated = false
             for f in XMLFields.parse(r.body) {
                 switch f.name {
                 case "Key": key = f.text
                 case "Size": size = Int64(f.text) ?? 0
-                case "/Contents": if let k = key { out.append(S3Object(key: k, size: size, sha256: nil)) }; key = nil; size = 0
+                case "LastModified": modified = Format.parseISO8601(f.text) ?? S3Client.parseFractionalISO8601(f.text)
+                case "/Contents":
+                    if let k = key { out.append(S3Object(key: k, size: size, sha256: nil, lastModified: modified)) }
+                    key = nil; size = 0; modified = nil
                 case "IsTruncated": truncated = f.text == "true"
                 case "NextContinuationToken": token = f.text
                 default: break
@@ -368,7 +373,7 @@ public final class S3Client: @unchecked Sendable {
                 throw S3Error(status: done.status, code: code, message: "S3 multipart upload of \(key): completion failed: \(code)")
             }
         } catch {
-            try? send("DELETE", key: key, query: ["uploadId": uploadID], payloadSHA256: S3Client.emptySHA256, accept: [404])
+            _ = try? send("DELETE", key: key, query: ["uploadId": uploadID], payloadSHA256: S3Client.emptySHA256, accept: [404])
             throw error
         }
     }
@@ -411,6 +416,13 @@ public final class S3Client: @unchecked Sendable {
             at += Int64(n)
         }
         return h.hexDigest()
+    }
+
+    /// `2026-12-08T02:00:00.000Z`, as listings write times.
+    static func parseFractionalISO8601(_ text: String) -> Date? {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.date(from: text)
     }
 
     /// A hex digest as base64 (the form of `x-amz-checksum-sha256`).
