@@ -184,6 +184,22 @@ final class OffsiteCLITests: XCTestCase {
         XCTAssertEqual(try backstop(["verify", "--remote", "--all"]).status, 0)
     }
 
+    func testFetchRefusesAManifestWhoseArtifactLeavesTheSet() throws {
+        let backup = try backstop(["backup", "--json"])
+        XCTAssertEqual(backup.status, 0, backup.stderr)
+        let id = try XCTUnwrap((try json(backup) as? [String: Any])?["setID"] as? String)
+        let client = server.client()
+        var text = String(decoding: try client.getData(key: "site/backstop/sets/daily/\(id)/manifest.json"), as: UTF8.self)
+        let fake = "20990101_000000"
+        text = text.replacingOccurrences(of: id, with: fake).replacingOccurrences(of: "media/files.manifest", with: "../../../escape/files.manifest")
+        try client.putData(Data(text.utf8), key: "site/backstop/sets/daily/\(fake)/manifest.json")
+        let run = try backstop(["restore", "media", "--from", "offsite", "--backup", fake, "--to", dir + "/restored", "--yes"])
+        XCTAssertEqual(run.status, 1, run.stdout + run.stderr)
+        XCTAssertTrue(run.stderr.contains("is not a plain relative name"), run.stderr)
+        XCTAssertFalse(FileOps.exists(dir + "/backups/escape") || FileOps.exists(dir + "/escape"))
+        XCTAssertFalse(FileOps.exists(dir + "/backups/daily/\(fake)"))
+    }
+
     func testWrongSecretGivesOneLineAndNeverShowsIt() throws {
         let secret = "definitely-wrong-secret-123"
         let run = try backstop(["offsite", "list"], env: ["OFFSITE_SECRET_ACCESS_KEY": secret])

@@ -417,6 +417,12 @@ public final class OffsiteStore: @unchecked Sendable {
         var committed = false
         defer { if !committed { try? FileOps.removeTree(stage) } }
         let artifacts = Dictionary(manifest.targets.flatMap(\.artifacts).map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+        // Names from the bucket are hostile: every artifact (and so every tree folder) must stay
+        // inside the set.
+        for a in artifacts.values where a.path.hasPrefix("/") || a.path.split(separator: "/", omittingEmptySubsequences: false)
+            .contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) {
+            throw OperationError("refusing \(setKey(remote.tier, remote.id, SetManifest.fileName)): artifact \(a.path) is not a plain relative name")
+        }
         for rel in remote.files.keys.sorted() where rel != SetManifest.fileName {
             try Interrupts.shared.checkpoint()
             let parts = rel.split(separator: "/", omittingEmptySubsequences: false)
