@@ -78,6 +78,18 @@ struct BackupCommand<F: Frontend>: ParsableCommand {
             _ = try session.engine.prune(policy, dryRun: false)
             _ = try session.pruneLegacy(policy, dryRun: false)
         }
+        // The off-site copy, after a fully successful run: a failure alerts and exits 1, and
+        // the local backup stays good (the next push finishes the upload).
+        if !dryRun, let id = summary.setID, let store = try session.offsite(), store.settings.auto {
+            do {
+                try session.pushOffsite(store, sets: [try session.engine.repository.find(id, tier: tier)])
+            } catch let error as UserFacingError where !(error is InterruptedError) {
+                let failure = OperationError("backup \(id) is good locally, but its off-site copy failed: \(error.message)")
+                let alert = Alert.error(failure, command: "backup", context: session.alertContext, couldNotStart: false)
+                session.report(alert)
+                throw failure
+            }
+        }
         if !dryRun { session.publishMetrics(session.engine.health(monitoring.health, deployment: monitoring.deployment), monitoring: monitoring) }
     }
 }

@@ -15,6 +15,9 @@ struct ListRow: Codable {
     /// With `--size`: the backed-up data (artifacts; a snapshot's files).
     var dataBytes: Int64?
     var directory: String
+    /// Whether the set is complete in the off-site bucket (as the last push recorded it); nil
+    /// when no off-site copy was ever pushed.
+    var offsite: Bool? = nil
 }
 
 /// `list`: the sets, newest first.
@@ -46,13 +49,16 @@ struct ListCommand<F: Frontend>: ParsableCommand {
         func freed(_ s: StoredSet) -> Int64 {
             s.manifest == nil ? FileOps.freedSize(s.directory) : sizes.freed([s.directory], exact: exact)
         }
+        let offsite = OffsiteState.load(session.engine.repository)
         let rows = sets.map { s -> ListRow in
             let m = s.manifest
-            return ListRow(id: s.id, tier: s.tier, status: m?.status.rawValue ?? (s.manifestUnreadable ? "unreadable" : "incomplete"), createdAt: m?.startedAt,
+            var row = ListRow(id: s.id, tier: s.tier, status: m?.status.rawValue ?? (s.manifestUnreadable ? "unreadable" : "incomplete"), createdAt: m?.startedAt,
                            targets: m?.targets.filter { $0.status == .ok }.map(\.name) ?? [],
                            failedTargets: m?.targets.filter { $0.status == .failed }.map(\.name) ?? [],
                            bytes: size ? freed(s) : nil, dataBytes: size ? m?.dataBytes : nil,
                            directory: s.directory)
+            if let offsite { row.offsite = offsite.sets["\(s.tier)/\(s.id)"] != nil }
+            return row
         }
         if json { return try printJSON(rows) }
         if rows.isEmpty {
@@ -61,12 +67,13 @@ struct ListCommand<F: Frontend>: ParsableCommand {
         }
         let f = DateFormatter()
         f.dateFormat = "yyyy-MM-dd HH:mm:ss"
-        var table = [["ID", "TIER", "CREATED", "STATUS", "TARGETS"] + (size ? ["DATA", "ON DISK"] : [])]
+        var table = [["ID", "TIER", "CREATED", "STATUS", "TARGETS"] + (size ? ["DATA", "ON DISK"] : []) + (offsite != nil ? ["OFFSITE"] : [])]
         for r in rows {
             var targets = r.targets.joined(separator: ",")
             if !r.failedTargets.isEmpty { targets += " (failed: \(r.failedTargets.joined(separator: ",")))" }
             table.append([r.id, r.tier, r.createdAt.map { f.string(from: $0) } ?? "-", r.status, targets.isEmpty ? "-" : targets]
-                         + (size ? [r.dataBytes.map(Format.bytes) ?? "-", Format.bytes(r.bytes ?? 0)] : []))
+                         + (size ? [r.dataBytes.map(Format.bytes) ?? "-", Format.bytes(r.bytes ?? 0)] : [])
+                         + (r.offsite.map { [$0 ? "yes" : "-"] } ?? []))
         }
         printTable(table)
         if size {
@@ -77,6 +84,9 @@ struct ListCommand<F: Frontend>: ParsableCommand {
             if !exact {
                 print("snapshot trees: sizes as recorded at backup time\(sizes.walkedTrees ? " (some trees were walked: their records could not tell)" : ""); --exact walks them and counts hard links")
             }
+        }
+        if let offsite {
+            print("OFFSITE: complete in \(offsite.destination) as of the last push\(offsite.lastPush.map { " (\(Format.age(Date().timeIntervalSince($0))) ago)" } ?? ""); offsite list asks the bucket")
         }
         if rows.contains(where: { $0.status == "incomplete" }) {
             print("incomplete backups have no manifest (a crashed or running backup); the next backup run removes them")

@@ -33,7 +33,7 @@ struct Session<F: Frontend> {
         try ArtifactEncryption.shared.configure(config: config)
         deployment = try F.deployment(config: config)
         let repository = Repository(root: deployment.backupDirectory)
-        sink = LogSink(redactor: Redactor(secrets: config.secretValues),
+        sink = LogSink(redactor: Redactor(secrets: config.secretValues + OffsiteSettings.extraSecrets(config: config)),
                        // Never a log through a link out of the backup directory: the lock refuses it.
                        directory: logToFile && Repository.workingFolderProblem(repository.logDirectory) == nil ? repository.logDirectory : nil)
         let level: Logger.Level = options.verbose ? .debug : options.quiet ? .warning : .info

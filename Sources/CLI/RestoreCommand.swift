@@ -56,6 +56,9 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
     @Flag(name: .long, help: "Show what would be restored; change nothing.")
     var dryRun = false
 
+    @Option(name: .long, help: "'offsite': first download the set from the bucket (OFFSITE) into this machine's backup directory, each file checked as it streams, then restore from it as usual. Works on a new machine with only the config file.")
+    var from: String?
+
     @Flag(name: .long, help: "Print the restore report as JSON.")
     var json = false
 
@@ -65,6 +68,8 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
     func validate() throws {
         if all && target != nil { throw ValidationError("name a target or use --all, not both") }
         if !all && target == nil { throw ValidationError("name the target to restore, or use --all for the whole set") }
+        if let from, from != "offsite" && from != "local" { throw ValidationError("--from takes 'offsite' or 'local'") }
+        if from == "offsite" && resumeRollback { throw ValidationError("--from offsite does not go with --resume-rollback") }
         if resumeRollback && (all || target == nil) { throw ValidationError("--resume-rollback needs the target whose restore was interrupted") }
         if all && (!path.isEmpty || into != nil || toTime != nil || toLatest) {
             throw ValidationError("--path, --into, --to-time and --to-latest apply to one target; name it instead of --all")
@@ -78,7 +83,9 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
         if path.contains("") { throw UsageError("--path is empty; give a relative path (or database) to restore") }
         let session = try Session<F>(global, logToFile: !dryRun, warnInterrupted: !resumeRollback)
         if resumeRollback { return try rollBackInterrupted(session) }
-        if all { return try restoreSet(session) }
+        var backup = self.backup
+        if from == "offsite" { backup = try fetchFromOffsite(session) }
+        if all { return try restoreSet(session, backup: backup) }
         let target = self.target!
         let destination = to.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }
         if toTime != nil && toLatest { throw UsageError("--to-time and --to-latest exclude each other") }
@@ -107,7 +114,30 @@ struct RestoreCommand<F: Frontend>: ParsableCommand {
     /// Restores every target of one set, in configured order: plans first, one confirmation,
     /// then each target with its own safety copy. Stops at the first failure (that target is
     /// rolled back; the ones before it stay restored, and the report says so).
-    private func restoreSet(_ session: Session<F>) throws {
+    /// `--from offsite`: brings the set back from the bucket into the local repository (staged
+    /// in its scratch space, every file hash-checked, the manifest written last) and returns its
+    /// ID, so the restore that follows is the usual one (plan, safety copy, rollback).
+    private func fetchFromOffsite(_ session: Session<F>) throws -> String {
+        let store = try session.requireOffsite()
+        let (remote, manifest) = try store.findRemote(backup, target: all ? nil : target)
+        let local = session.engine.repository.completeSets().first { $0.id == remote.id && $0.tier == remote.tier }
+        if local != nil {
+            session.engine.logger.info("off-site: \(remote.tier)/\(remote.id) is here already; restoring from the local copy")
+            return "\(remote.tier)/\(remote.id)"
+        }
+        if dryRun {
+            print("Would download \(remote.tier)/\(remote.id) (\(remote.files.count) file(s), \(Format.bytes(remote.bytes)) plus snapshot objects) from \(store.settings.display)")
+            throw CommandFailed(status: .success)
+        }
+        try session.engine.repository.prepare()
+        let lock = try session.engine.lock()
+        defer { lock.release() }
+        let set = try store.fetch(remote, manifest: manifest)
+        print("Downloaded \(set.tier)/\(set.id) from \(store.settings.display) into \(set.directory)")
+        return "\(set.tier)/\(set.id)"
+    }
+
+    private func restoreSet(_ session: Session<F>, backup: String) throws {
         let repo = session.engine.repository
         let set = backup == "latest"
             ? try repo.completeSets().first { $0.manifest?.status == .complete }

@@ -21,7 +21,7 @@ public struct RootCommand<F: Frontend>: ParsableCommand {
                 BackupCommand<F>.self, ListCommand<F>.self, VerifyCommand<F>.self, RestoreCommand<F>.self,
                 RemoveCommand<F>.self, PruneCommand<F>.self, StatsCommand<F>.self, CheckCommand<F>.self,
                 HealthCommand<F>.self, AlertCommand<F>.self, ScheduleCommand<F>.self, DaemonCommand<F>.self,
-                KeygenCommand<F>.self, LegacyCommand<F>.self,
+                KeygenCommand<F>.self, LegacyCommand<F>.self, OffsiteCommand<F>.self,
             ]
         )
     }

@@ -94,6 +94,10 @@ struct StatsCommand<F: Frontend>: ParsableCommand {
               + (exact ? "" : " (snapshot trees as recorded; --exact walks them)")
               + (free.map { "; disk free: \(Format.bytes($0))" } ?? ""))
         if let o = stats.oldest, let n = stats.newest { print("oldest: \(o), newest: \(n)") }
+        if let offsite = OffsiteState.load(session.engine.repository) {
+            let newest = offsite.sets.keys.map { String($0.split(separator: "/").last ?? "") }.max()
+            print("off-site: \(offsite.sets.count) set(s) in \(offsite.destination)\(newest.map { ", newest \($0)" } ?? "")\(offsite.lastPush.map { ", last push \(Format.age(Date().timeIntervalSince($0))) ago" } ?? "")")
+        }
         for leftover in stats.drillLeftovers { print("leftover: \(leftover) (the next restore drill or prune removes it)") }
         for t in targets {
             if let id = t.lastGoodBackup, let age = t.lastGoodAgeHours {

@@ -33,7 +33,36 @@ struct VerifyCommand<F: Frontend>: ParsableCommand {
     @Flag(name: .long, help: "Print results as JSON.")
     var json = false
 
+    @Flag(name: .long, help: "Verify the off-site copy in the bucket instead: every object exists with the right size and x-amz-meta-sha256 (with --deep: streamed back and re-hashed); missing, changed and extra objects are named.")
+    var remote = false
+
+    /// `verify --remote`: the bucket's copy, without downloading it (unless `--deep`).
+    private func verifyRemote(_ session: Session<F>) throws {
+        let store = try session.requireOffsite()
+        let named = backup ?? timestamp
+        let results = try store.verify(ids: all || named == nil ? (all ? nil : ["latest"]) : [named!], deep: deep)
+        if json {
+            try printJSON(results)
+        } else {
+            print(store.settings.display)
+            for r in results {
+                print("\(r.ok ? "OK  " : "FAIL")  \(r.tier)/\(r.id)  \(r.checked) object(s) checked\(deep ? ", re-hashed" : "")")
+                for f in r.findings { print("      \(f)") }
+            }
+            if results.isEmpty { print("(no sets in the bucket)") }
+        }
+        if results.contains(where: { !$0.ok }) {
+            let context = session.alertContext
+            let lines = results.filter { !$0.ok }.flatMap { r in r.findings.map { "\(r.tier)/\(r.id): \($0)" } }
+            session.report(Alert(level: .failure, kind: "verify-remote", source: F.commandName, deployment: context.deployment,
+                                 subject: "[\(context.deployment)] OFF-SITE VERIFY FAILED on \(context.host)",
+                                 lines: ["off-site copy: \(store.settings.display)"] + Array(lines.prefix(50))))
+            throw CommandFailed(status: .failure)
+        }
+    }
+
     func validate() throws {
+        if remote && (restoreTest || !only.isEmpty) { throw ValidationError("--remote goes with ID, --all and --deep only") }
         if backup != nil && timestamp != nil { throw ValidationError("give the backup either as an argument or with --timestamp, not both") }
         if all && (backup != nil || timestamp != nil) { throw ValidationError("--all verifies every backup; do not name one too") }
     }
@@ -43,6 +72,7 @@ struct VerifyCommand<F: Frontend>: ParsableCommand {
         // Missing or unreadable is an error, never "no backups"; the drill creates nothing.
         try session.engine.repository.checkReadable()
         if restoreTest { return try runDrill(session) }
+        if remote { return try verifyRemote(session) }
         let repo = session.engine.repository
         let sets: [StoredSet] = all ? repo.allSets() : [try repo.find(backup ?? timestamp ?? "latest")]
         if sets.isEmpty { throw OperationError("no backups in \(repo.root) to verify") }

@@ -22,6 +22,9 @@ public struct HealthSettings: Sendable {
     public var walMaxAge: TimeInterval
     /// The last restore drill older than this is a warning (only where drills have run).
     public var drillMaxAge: TimeInterval
+    /// With an off-site copy configured: the newest set in the bucket older than this is a
+    /// warning, twice as old critical (`OFFSITE_MAX_AGE`, default twice `MAX_AGE`).
+    public var offsiteMaxAge: TimeInterval? = nil
 
     /// The default freshness threshold, `26h` (the journal document's).
     public static let defaultMaxAge: TimeInterval = 26 * 3600
@@ -53,9 +56,13 @@ public struct HealthSettings: Sendable {
             throw ConfigError.invalidValue(key: "DISK_USAGE_CRITICAL", file: config.origin("DISK_USAGE_CRITICAL"), value: config.string("DISK_USAGE_CRITICAL") ?? "",
                                            expected: "a percentage no lower than DISK_USAGE_WARN (\(warn))")
         }
-        return HealthSettings(targets: perTarget, fallback: fallback, diskWarnPercent: warn, diskCriticalPercent: crit,
-                              walMaxAge: try config.duration("WAL_MAX_AGE", default: 6 * 3600)!,
-                              drillMaxAge: try config.duration("DRILL_MAX_AGE", default: 8 * 86400)!)
+        var settings = HealthSettings(targets: perTarget, fallback: fallback, diskWarnPercent: warn, diskCriticalPercent: crit,
+                                      walMaxAge: try config.duration("WAL_MAX_AGE", default: 6 * 3600)!,
+                                      drillMaxAge: try config.duration("DRILL_MAX_AGE", default: 8 * 86400)!)
+        if ["OFFSITE", "OFFSITE_URL", "OFFSITE_BUCKET"].contains(where: { config.string($0) != nil }) {
+            settings.offsiteMaxAge = try config.duration("OFFSITE_MAX_AGE", default: 2 * maxAge)!
+        }
+        return settings
     }
 
     /// The thresholds for `target`.
@@ -158,7 +165,8 @@ extension BackupEngine {
             issues += mine
             healths.append(h)
         }
-        let disk = diskHealth(settings, expectedNext: expectedNext)
+        if let maxAge = settings.offsiteMaxAge { issues += offsiteHealth(maxAge: maxAge, sets: sets, now: now) }
+                let disk = diskHealth(settings, expectedNext: expectedNext)
         if let d = disk {
             if d.usedPercent >= d.criticalPercent {
                 issues.append(HealthIssue(check: "disk_space", aspect: "usage", status: .critical, message: String(format: "backup disk %.0f%% used (critical at %g%%)", d.usedPercent, d.criticalPercent)))
@@ -172,6 +180,20 @@ extension BackupEngine {
         }
         return HealthReport(timestamp: now, deployment: deployment, host: ProcessInfo.processInfo.hostName,
                             issues: issues, targets: healths, disk: disk)
+    }
+
+    /// The age of the newest set complete in the bucket (as `state/offsite.json` records it):
+    /// a warning past `maxAge`, critical past twice that or when nothing was ever pushed.
+    func offsiteHealth(maxAge: TimeInterval, sets: [StoredSet], now: Date) -> [HealthIssue] {
+        guard let state = OffsiteState.load(repository), let newest = state.sets.keys.max(by: { ($0.split(separator: "/").last ?? "") < ($1.split(separator: "/").last ?? "") }) else {
+            return [HealthIssue(check: "offsite", aspect: "freshness", status: .critical, message: "no set has been copied off-site yet (offsite push)")]
+        }
+        let local = sets.first { "\($0.tier)/\($0.id)" == newest }
+        let age = now.timeIntervalSince(local?.manifest?.finishedAt ?? state.sets[newest]!)
+        let text = "newest off-site copy \(newest) is \(Format.age(age)) old (OFFSITE_MAX_AGE \(ConfigUnits.format(maxAge)))"
+        if age > 2 * maxAge { return [HealthIssue(check: "offsite", aspect: "freshness", status: .critical, message: text + "; critical at twice that")] }
+        if age > maxAge { return [HealthIssue(check: "offsite", aspect: "freshness", status: .warning, message: text)] }
+        return []
     }
 
     /// A backup's size as people mean it: a snapshot's files, else its artifacts.

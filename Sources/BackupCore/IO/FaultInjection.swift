@@ -20,7 +20,8 @@ import Foundation
 /// `restore-pg-dump`, `restore-pg-basebackup` (a restore has changed the destination),
 /// `restore-entry` (an archive or MinIO restore, before each entry and once more after the last:
 /// `restore-entry@N` fails before the Nth entry), `rollback` (a rollback starts), `prune` and
-/// `remove` (the lock held, after deleting).
+/// `remove` (the lock held, after deleting), `offsite-object` (before each snapshot file an off-site
+/// push uploads) and `offsite-before-manifest` (a push has uploaded a set but not its manifest).
 public enum Fault {
     private static let state = FaultState()
 
