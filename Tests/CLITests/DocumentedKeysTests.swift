@@ -83,7 +83,7 @@ final class DocumentedKeysTests: XCTestCase {
         // families: not keys themselves.
         keys.subtract(["OK", "WARNING", "CRITICAL", "UNKNOWN", "FAILED", "COULD", "ARGS", "CRON", "PUT", "TARGET_", "KEEP_", "SCHEDULE_", "_COMMAND", "_SETS", "_DAYS"])
         XCTAssertGreaterThan(keys.count, 40, "\(keys.sorted())")
-        let declared = GlobalKeys.all + JournalFrontend.journalKeys.keys + TargetSettings.commonKeys
+        let declared = GlobalKeys.all + JournalFrontend.journalKeys.keys + SchedgenFrontend.schedgenKeys.keys + TargetSettings.commonKeys
         for key in keys.sorted() {
             XCTAssertNotNil(GlobalKeys.declaration(of: key, among: declared), "\(key) is read by the code but not declared in GlobalKeys")
         }

@@ -101,8 +101,33 @@ public enum GlobalKeys {
         ConfigKey("DECRYPT_IDENTITY_FILE", .path, help: "the age identity file verify and restore decrypt with"),
     ])
 
+    /// Off-site copies in an S3-compatible bucket (README "Off-site copies").
+    public static let offsite = Section(title: "off-site copies", keys: [
+        ConfigKey("OFFSITE", .url, help: "s3://BUCKET[/PREFIX] the sets are copied to"),
+        ConfigKey("OFFSITE_URL", .url, help: "the same as OFFSITE"),
+        ConfigKey("OFFSITE_BUCKET", .string, help: "the bucket, when OFFSITE is not set"),
+        ConfigKey("OFFSITE_PREFIX", .string, help: "a folder in the bucket, with OFFSITE_BUCKET"),
+        ConfigKey("OFFSITE_ENDPOINT", .url, default: "AWS for OFFSITE_REGION", help: "http(s)://HOST[:PORT] of the S3 API"),
+        ConfigKey("OFFSITE_REGION", .string, default: "AWS_REGION, else us-east-1", help: "the signing region"),
+        ConfigKey("OFFSITE_ADDRESSING", .choice(["path", "virtual"]), default: "path", help: "path-style or virtual-host addressing"),
+        ConfigKey("OFFSITE_NAME", .string, default: "DEPLOYMENT_NAME", help: "the deployment's folder in the bucket"),
+        ConfigKey("OFFSITE_ACCESS_KEY_ID", .string, help: "the access key (else AWS_ACCESS_KEY_ID, else the shared credentials file)"),
+        ConfigKey("OFFSITE_SECRET_ACCESS_KEY", .secret, help: "the secret key"),
+        ConfigKey("OFFSITE_SESSION_TOKEN", .secret, help: "a session token"),
+        ConfigKey("OFFSITE_PROFILE", .string, default: "AWS_PROFILE, else default", help: "the shared credentials file's profile"),
+        ConfigKey("OFFSITE_CA_FILE", .path, help: "a CA bundle for a private endpoint (TLS is always verified)"),
+        ConfigKey("OFFSITE_PART_SIZE_MB", .int, default: "64", help: "multipart part size and threshold, 5 to 5120"),
+        ConfigKey("OFFSITE_RETRIES", .int, default: "5", help: "attempts per request on 5xx, 429 and connection errors"),
+        ConfigKey("OFFSITE_TIMEOUT", .int, default: "60", help: "seconds a transfer may move nothing before it is retried"),
+        ConfigKey("OFFSITE_BWLIMIT", .int, help: "upload and download limit in KiB/s"),
+        ConfigKey("OFFSITE_AUTO", .bool, default: "true", help: "push after each successful backup"),
+        ConfigKey("OFFSITE_GC_GRACE", .duration, default: "1d", help: "offsite prune: unreferenced objects younger than this stay"),
+        ConfigKey("OFFSITE_MAX_AGE", .duration, default: "twice MAX_AGE", help: "health: the newest off-site copy older than this warns"),
+        ConfigKey("OFFSITE_RAW_SLASH_IN_QUERY", .bool, default: "false", help: "send / bare in query strings (moto needs it)"),
+    ])
+
     /// Every section, in `--help` order. A new section is one more entry here.
-    public static let sections: [Section] = [deployment, retention, schedules, alerts, health, metrics, encryption]
+    public static let sections: [Section] = [deployment, retention, schedules, alerts, health, metrics, encryption, offsite]
 
     /// Every global key.
     public static var all: [ConfigKey] { sections.flatMap(\.keys) }

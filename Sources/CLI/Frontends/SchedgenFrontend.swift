@@ -38,6 +38,25 @@ public enum SchedgenFrontend: Frontend {
     Targets: db, minio. Legacy files of backup-all.sh: legacy list|verify|restore.
     """
 
+    /// The seed's own keys, declared once (read by `adapt(config:)` and `deployment(config:)`;
+    /// the database keys are journal-backup's POSTGRES_* ones).
+    public static let schedgenKeys = GlobalKeys.Section(title: "schedgen", keys: [
+        ConfigKey("BACKUP_DB_FORMAT", .choice(PgDumpTarget.DumpFormat.allCases.map(\.rawValue)), default: "sql-gzip", help: "the dump format (db_schedgen_<TS>.sql.gz by default)"),
+        ConfigKey("BACKUP_RETENTION_DAYS", .int, default: "7", help: "the seed's name for RETENTION_DAYS"),
+        ConfigKey("MINIO_DATA_DIR", .path, help: "MinIO's data folder (required)"),
+        ConfigKey("MINIO_BUCKET", .string, default: "schedgen-pdfs", help: "names the tarball minio_<bucket>_<TS>.tar.gz"),
+        ConfigKey("MINIO_COMPRESSION", .choice(["gzip", "zstd"]), default: "gzip", help: "how the MinIO tarball is compressed"),
+        ConfigKey("MINIO_STOP_CMD", .command, help: "stops MinIO before its data folder is copied or restored"),
+        ConfigKey("MINIO_START_CMD", .command, help: "starts it again, whatever happened"),
+        ConfigKey("BACKEND_STOP_CMD", .command, help: "stops the backend (and pdf worker) around every restore"),
+        ConfigKey("BACKEND_START_CMD", .command, help: "starts them again after a restore"),
+        ConfigKey("MINIO_ROOT_USER", .string, help: "MinIO's own key: not used (one warning)"),
+        ConfigKey("MINIO_ROOT_PASSWORD", .secret, help: "MinIO's own key: not used (one warning)"),
+        ConfigKey("MINIO_ACCESS_KEY", .string, help: "MinIO's own key: not used (one warning)"),
+        ConfigKey("MINIO_SECRET_KEY", .secret, help: "MinIO's own key: not used (one warning)"),
+        ConfigKey("MINIO_ENDPOINT", .url, help: "MinIO's own key: not used (one warning)"),
+    ])
+
     /// The seed's names; a link at the top of the backup directory points at each new one.
     static let flatNames = #"^(db|minio)_.+_[0-9]{8}_[0-9]{6}(_[0-9]+)?\.(sql\.gz|dump|dump\.zst|tar\.gz|tar\.zst)(\.age)?$"#
 
@@ -46,6 +65,9 @@ public enum SchedgenFrontend: Frontend {
 
     /// MinIO's own keys, often in the same `.env`: not needed to copy its data folder.
     static let unused = ["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_ENDPOINT"]
+
+    /// The seed's keys, then the shared ones (`check` warns of near misses of any of them).
+    public static var keySections: [GlobalKeys.Section] { [schedgenKeys] + GlobalKeys.sections }
 
     public static var defaultSubcommand: [String]? { ["backup", "--prune"] }
 
