@@ -132,6 +132,17 @@ final class HealthTests: XCTestCase {
         (run, json) = try health(cfg)
         XCTAssertEqual(run.status, 2, run.stdout)
         XCTAssertTrue(run.stdout.contains(".sha256 does not match the manifest"), run.stdout)
+
+        // The right checksum naming another file: `sha256sum -c` fails on it, so health does too
+        // (the same parser as verify, not only the first 64 bytes).
+        try TestSupport.flipByte(path + ".sha256", at: 0, mask: 0x01)
+        (run, _) = try health(cfg)
+        XCTAssertEqual(run.status, 0, run.stdout)
+        let sidecar = String(decoding: try TestSupport.read(path + ".sha256"), as: UTF8.self)
+        try TestSupport.write(sidecar.replacingOccurrences(of: artifact, with: "other.tar"), to: path + ".sha256", mode: 0o600)
+        (run, _) = try health(cfg)
+        XCTAssertEqual(run.status, 2, run.stdout)
+        XCTAssertTrue(run.stdout.contains("not \(artifact)"), run.stdout)
     }
 
     func testRunWithWarningsExitsZeroButHealthWarns() throws {

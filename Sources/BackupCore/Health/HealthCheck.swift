@@ -218,13 +218,11 @@ extension BackupEngine {
             if modified.timeIntervalSince(record.finishedAt) > 0.01 {
                 out.append((.warning, "\(a.path) was modified after the backup ended: run verify"))
             }
-            guard let data = FileManager.default.contents(atPath: path + ".sha256") else {
-                out.append((.warning, "\(a.path).sha256 is missing"))
-                continue
-            }
-            let recorded = String(decoding: data.prefix(64), as: UTF8.self)
-            if recorded != a.sha256 {
-                out.append((.critical, "\(a.path).sha256 does not match the manifest's checksum: the backup or its checksum file changed"))
+            switch SidecarCheck.problem(a, setDirectory: setDirectory) {
+            case nil: break
+            case .missing: out.append((.warning, "\(a.path).sha256 is missing"))
+            case let .damaged(why):
+                out.append((.critical, "\(a.path).sha256 does not match the manifest's checksum (\(why)): the backup or its checksum file changed"))
             }
         }
         return out

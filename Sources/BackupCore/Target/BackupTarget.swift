@@ -312,30 +312,10 @@ public struct VerifyContext: Sendable {
         Interrupts.shared.unregisterPartial(path)
     }
 
-    /// Compares the `sha256sum -c` sidecar of `artifact` with the manifest: it must exist and
-    /// hold exactly one line `<manifest SHA-256>  <file name>` (or ` *<file name>`).
+    /// Compares the `sha256sum -c` sidecar of `artifact` with the manifest (see `SidecarCheck`).
     func checkSidecar(_ artifact: Artifact, target: String) -> Finding? {
-        let sidecar = setDirectory + "/" + artifact.path + ".sha256"
-        let shown = artifact.path + ".sha256"
-        guard let data = FileManager.default.contents(atPath: sidecar) else {
-            return Finding(.error, target: target, "\(shown): missing (sha256sum -c needs it)")
-        }
-        let base = (artifact.path as NSString).lastPathComponent
-        let text = String(decoding: data, as: UTF8.self)
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: true)
-        guard lines.count == 1, let line = lines.first, line.count > 66 else {
-            return Finding(.error, target: target, "\(shown): damaged (not one `SHA-256  name` line); sha256sum -c fails on it")
-        }
-        let hash = String(line.prefix(64)).lowercased()
-        let rest = line.dropFirst(64)
-        let name = rest.hasPrefix("  ") || rest.hasPrefix(" *") ? String(rest.dropFirst(2)) : nil
-        if hash != artifact.sha256.lowercased() {
-            return Finding(.error, target: target, "\(shown): damaged: it says \(hash.prefix(64)), the manifest says \(artifact.sha256); sha256sum -c fails on it")
-        }
-        if name != base {
-            return Finding(.error, target: target, "\(shown): damaged: it names \(name.map { "'\($0)'" } ?? "no file"), not \(base); sha256sum -c fails on it")
-        }
-        return nil
+        guard let problem = SidecarCheck.problem(artifact, setDirectory: setDirectory) else { return nil }
+        return Finding(.error, target: target, "\(artifact.path).sha256: \(problem.message)")
     }
 
     /// An error's text without the leading file name the reader adds (the finding names the artifact).
@@ -512,5 +492,46 @@ public struct RestoreReport: Codable, Sendable {
         self.dryRun = dryRun
         self.lines = lines
         self.facts = facts
+    }
+}
+
+/// The `sha256sum -c` sidecar of an artifact, compared with the manifest: it must exist and hold
+/// exactly one line `<manifest SHA-256>  <file name>` (or ` *<file name>`). One parser for
+/// `verify` and `health`.
+public enum SidecarCheck {
+    /// What is wrong with a sidecar.
+    public enum Problem: Sendable, Equatable {
+        /// There is none.
+        case missing
+        /// It is there but `sha256sum -c` would fail on it; the text says why.
+        case damaged(String)
+
+        /// One line, without the sidecar's name.
+        public var message: String {
+            switch self {
+            case .missing: return "missing (sha256sum -c needs it)"
+            case let .damaged(why): return "damaged: \(why); sha256sum -c fails on it"
+            }
+        }
+    }
+
+    /// The problem with the sidecar of `artifact` in `setDirectory`, or nil when it is right.
+    public static func problem(_ artifact: Artifact, setDirectory: String) -> Problem? {
+        guard let data = FileManager.default.contents(atPath: setDirectory + "/" + artifact.path + ".sha256") else { return .missing }
+        let base = (artifact.path as NSString).lastPathComponent
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: true)
+        guard lines.count == 1, let line = lines.first, line.count > 66 else {
+            return .damaged("not one `SHA-256  name` line")
+        }
+        let hash = String(line.prefix(64)).lowercased()
+        let rest = line.dropFirst(64)
+        let name = rest.hasPrefix("  ") || rest.hasPrefix(" *") ? String(rest.dropFirst(2)) : nil
+        if hash != artifact.sha256.lowercased() {
+            return .damaged("it says \(hash), the manifest says \(artifact.sha256)")
+        }
+        if name != base {
+            return .damaged("it names \(name.map { "'\($0)'" } ?? "no file"), not \(base)")
+        }
+        return nil
     }
 }
