@@ -115,6 +115,9 @@ final class HealthTests: XCTestCase {
         let artifact = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: newestSet + "/files").first { $0.hasSuffix(".tar") })
         let path = newestSet + "/files/" + artifact
         try TestSupport.flipByte(path, at: 5000)
+        // A change a second after the backup ended (not within the file system's timestamp
+        // granularity of the backup's end, which a fast machine can reach).
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: 1)], ofItemAtPath: path)
         var (run, json) = try health(cfg)
         XCTAssertEqual(run.status, 1, "the cheap check sees the artifact changed after the backup: \(run.stdout)")
         XCTAssertTrue(run.stdout.contains("modified after the backup ended"), run.stdout)
